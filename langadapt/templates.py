@@ -100,3 +100,56 @@ def load_template_name(directory: str, default: str = "alpaca") -> str:
         return default
     with open(path, encoding="utf-8") as f:
         return json.load(f)["template"]
+
+
+def prompt_adds_special_tokens(template: str) -> bool:
+    """Whether tokenizing the prompt adds the tokenizer's special tokens (BOS).
+
+    A chat template writes its own special tokens (BOS included when the model wants one), so the tokenizer must
+    not add them a second time; plain-text templates need the tokenizer's BOS like any other text.
+    """
+    return template != "chat"
+
+
+def encode_prompts(instructions, inputs, template: str = "alpaca", tokenizer=None) -> list[list[int]]:
+    """Token ids of many prompts; SFT training and inference both tokenize prompts with this function.
+
+    ``inputs`` may be ``None`` (no input for any example).
+    """
+    if inputs is None:
+        inputs = [None] * len(instructions)
+    texts = [build_prompt(i, x, template, tokenizer) for i, x in zip(instructions, inputs)]
+    return [list(ids) for ids in tokenizer(texts, add_special_tokens=prompt_adds_special_tokens(template))["input_ids"]]
+
+
+def encode_prompt(instruction: str, input: str | None = None, template: str = "alpaca", tokenizer=None) -> list[int]:
+    """Token ids of one prompt (see :func:`encode_prompts`)."""
+    return encode_prompts([instruction], [input], template, tokenizer)[0]
+
+
+_RESPONSE_SENTINEL = "\x00langadapt-response\x00"
+
+
+def response_suffix(template: str, tokenizer=None) -> str:
+    """Text the template puts after the model's response, before EOS (``""`` for plain-text templates).
+
+    For ``chat`` it is read off the tokenizer's template by rendering a two-turn conversation (e.g. ChatML's
+    ``<|im_end|>``), cut right after the EOS token when the template writes it, so SFT trains the model to close
+    its turn exactly as the template does.
+    """
+    if template != "chat":
+        get_template(template)
+        return ""
+    prompt = build_prompt("x", None, "chat", tokenizer)
+    full = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "x"}, {"role": "assistant", "content": _RESPONSE_SENTINEL}], tokenize=False
+    )
+    at = full.find(_RESPONSE_SENTINEL)
+    if at < 0 or not full[:at] == prompt:
+        # The template rewrites the assistant turn (e.g. adds reasoning tags): train on response + EOS only.
+        return ""
+    suffix = full[at + len(_RESPONSE_SENTINEL):]
+    eos = getattr(tokenizer, "eos_token", None)
+    if eos and eos in suffix:
+        suffix = suffix[: suffix.index(eos) + len(eos)]
+    return suffix

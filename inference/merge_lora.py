@@ -1,0 +1,38 @@
+"""Merge adapters (pretraining, then SFT) into the base model: a plain HF folder that serving stacks accept.
+
+    python inference/merge_lora.py --base_model models/smollm2-135m \
+        --lora_model outputs/pt,outputs/sft --output_dir outputs/merged
+
+One adapter is enough when it records its parents (``--lora_model outputs/sft``). The output holds sharded
+safetensors, the tokenizer (with ``langadapt_normalizer.json``), ``langadapt_template.json``,
+``langadapt_model.json`` and ``merge_report.json`` with the logits self-check: merged model vs adapters applied,
+maximum absolute difference, which must be under ``--tolerance`` or nothing is written. See langadapt/merge.py.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from langadapt.cli import parse_args, run_main, setup_logging
+from langadapt.merge import MergeArguments, merge_adapters
+from langadapt.runinfo import write_run_args
+
+logger = logging.getLogger("merge_lora")
+
+
+def main(argv=None):
+    # 1. arguments
+    (args,) = parse_args((MergeArguments,), argv, description=__doc__)
+    setup_logging()
+    logger.info("merging %s into %s -> %s", args.adapters, args.base_model, args.output_dir)
+    # 2. merge, save, reload and check (inside one atomic output folder)
+    report = merge_adapters(args)
+    # 3. provenance
+    write_run_args(args.output_dir, {"merge": args}, {"report": report.__dict__})
+    logger.info("merged model written to %s (max |logit diff| %s, tolerance %s)", args.output_dir,
+                report.max_abs_diff, report.tolerance)
+    return report
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,212 @@
+"""Pieces of a training run that every stage shares: resume detection, sample generations, and the output files.
+
+* :func:`resolve_checkpoint`: auto-resume from the last *complete* checkpoint in ``--output_dir``; refuse a
+  non-empty folder without checkpoints unless ``--overwrite_output_dir``.
+* :class:`SampleGenerationCallback`: at every evaluation, greedy continuations of a few prompts appended to
+  ``samples.jsonl``; works on CPU and GPU, and under ZeRO-3 (every rank takes part, rank 0 writes).
+* :func:`save_run_args`, :func:`save_all_results`: ``run_args.json`` and ``all_results.json`` (rank 0 only).
+* :func:`perplexity`, :func:`tokens_per_step`, :func:`world_size`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+
+from langadapt.cli import UsageError
+from langadapt.io import iter_lines, write_json
+from langadapt.normalize import NormalizerConfig, normalize
+from langadapt.runinfo import write_run_args
+
+logger = logging.getLogger(__name__)
+
+SAMPLES_FILE = "samples.jsonl"
+RESULTS_FILE = "all_results.json"
+
+# A few prompts that show at a glance whether the model writes Persian and still writes English.
+DEFAULT_PROMPTS: tuple[str, ...] = (
+    "ایران کشوری است در",
+    "حافظ شیرازی شاعری بود که",
+    "امروز هوا",
+    "The capital of France is",
+    "Once upon a time",
+)
+
+
+def world_size() -> int:
+    """Number of training processes, from the launcher's environment (1 when run alone)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def complete_checkpoints(output_dir: str) -> list[str]:
+    """``checkpoint-N`` folders that finished saving (they hold ``trainer_state.json``), oldest first."""
+    if not os.path.isdir(output_dir):
+        return []
+    found = []
+    for name in os.listdir(output_dir):
+        path = os.path.join(output_dir, name)
+        if name.startswith("checkpoint-") and name[11:].isdigit() and os.path.isdir(path):
+            if os.path.isfile(os.path.join(path, "trainer_state.json")):
+                found.append((int(name[11:]), path))
+    return [p for _, p in sorted(found)]
+
+
+def resolve_checkpoint(output_dir: str, overwrite_output_dir: bool, resume_from_checkpoint: str | None = None
+                       ) -> str | None:
+    """Checkpoint to resume from, or ``None`` to start fresh.
+
+    ``--resume_from_checkpoint PATH`` wins. Otherwise the last complete checkpoint in ``output_dir`` (a run
+    killed while saving leaves an incomplete one, which is skipped). A non-empty ``output_dir`` with no checkpoint
+    is refused unless ``--overwrite_output_dir``, so finished results are never trained over by accident.
+    """
+    if resume_from_checkpoint:
+        if not os.path.isdir(resume_from_checkpoint):
+            raise UsageError(f"--resume_from_checkpoint: {resume_from_checkpoint} does not exist")
+        return resume_from_checkpoint
+    if overwrite_output_dir or not os.path.isdir(output_dir):
+        return None
+    checkpoints = complete_checkpoints(output_dir)
+    if checkpoints:
+        logger.info("resuming from %s", checkpoints[-1])
+        return checkpoints[-1]
+    if os.listdir(output_dir):
+        raise UsageError(
+            f"--output_dir: {output_dir} exists, is not empty and holds no checkpoint to resume; choose another "
+            "folder or pass --overwrite_output_dir"
+        )
+    return None
+
+
+def perplexity(loss: float) -> float:
+    """exp(loss), ``inf`` when it overflows."""
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return float("inf")
+
+
+def tokens_per_step(training_args, block_size: int) -> int:
+    """Tokens per optimizer step = per-device batch x gradient accumulation x processes x block size."""
+    return (training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
+            * max(training_args.world_size, 1) * block_size)
+
+
+def load_prompts(path: str | None, normalizer: NormalizerConfig | None = None) -> list[str]:
+    """Sample prompts: one a line (``.txt``) or ``{"prompt": ...}`` per line (``.jsonl``); default
+    :data:`DEFAULT_PROMPTS`. Normalized like the training text."""
+    if path is None:
+        prompts = list(DEFAULT_PROMPTS)
+    else:
+        if not os.path.isfile(path):
+            raise UsageError(f"--sample_prompts_file: {path} does not exist")
+        prompts = []
+        for lineno, line in iter_lines(path):
+            if not line.strip():
+                continue
+            if path.endswith(".jsonl"):
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise UsageError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+                if not isinstance(rec, dict) or not isinstance(rec.get("prompt"), str):
+                    raise UsageError(f"{path}:{lineno}: expected an object with a string field 'prompt'")
+                line = rec["prompt"]
+            prompts.append(line)
+        if not prompts:
+            raise UsageError(f"--sample_prompts_file: {path} holds no prompt")
+    return [normalize(p, normalizer) for p in prompts] if normalizer is not None else prompts
+
+
+class SampleGenerationCallback(TrainerCallback):
+    """After every evaluation, greedy-decode ``max_new_tokens`` after each prompt and append the results to
+    ``output_file`` as JSONL records ``{"step", "prompt", "output"}``.
+
+    Works with plain models and PeftModels, on CPU and GPU. Under DeepSpeed ZeRO-3 the parameters are sharded,
+    so every rank must run ``generate`` (``synced_gpus=True``); only the main process writes.
+    """
+
+    def __init__(self, tokenizer, prompts: Sequence[str], output_file: str, max_new_tokens: int = 32):
+        self.tokenizer = tokenizer
+        self.prompts = list(prompts)
+        self.output_file = output_file
+        self.max_new_tokens = max_new_tokens
+        self._last_step: int | None = None  # the final evaluate() after training repeats the last eval's step
+
+    def generate(self, model) -> list[str]:
+        """Continuations of every prompt (greedy, so runs are comparable across evaluations)."""
+        from transformers.integrations import is_deepspeed_zero3_enabled
+
+        zero3 = is_deepspeed_zero3_enabled()
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        outputs = []
+        try:
+            with torch.no_grad():
+                for prompt in self.prompts:
+                    enc = self.tokenizer(prompt, return_tensors="pt").to(device)
+                    ids = model.generate(
+                        **enc, max_new_tokens=self.max_new_tokens, do_sample=False,
+                        pad_token_id=self.tokenizer.pad_token_id, synced_gpus=zero3,
+                    )
+                    outputs.append(self.tokenizer.decode(ids[0, enc["input_ids"].shape[1]:], skip_special_tokens=True))
+        finally:
+            model.train(was_training)
+        return outputs
+
+    def on_evaluate(self, args, state, control, model=None, **kwargs):
+        from transformers.integrations import is_deepspeed_zero3_enabled
+
+        if model is None or self.max_new_tokens == 0 or not self.prompts or state.global_step == self._last_step:
+            return
+        self._last_step = state.global_step
+        if not (state.is_world_process_zero or is_deepspeed_zero3_enabled()):
+            return
+        outputs = self.generate(model)
+        if not state.is_world_process_zero:
+            return
+        os.makedirs(os.path.dirname(os.path.abspath(self.output_file)), exist_ok=True)
+        with open(self.output_file, "a", encoding="utf-8") as f:
+            for prompt, out in zip(self.prompts, outputs):
+                f.write(json.dumps({"step": state.global_step, "prompt": prompt, "output": out},
+                                   ensure_ascii=False) + "\n")
+        logger.info("sample at step %d: %r -> %r", state.global_step, self.prompts[0], outputs[0])
+
+
+def save_run_args(output_dir: str, args: dict[str, Any], resolved: dict[str, Any] | None = None) -> None:
+    """``run_args.json`` (every argument group, git commit, Slurm job, ``resolved`` facts), main process only."""
+    if is_main_process():
+        os.makedirs(output_dir, exist_ok=True)
+        write_run_args(output_dir, args, resolved)
+
+
+def save_all_results(output_dir: str, metrics: dict[str, Any]) -> None:
+    """``all_results.json``: train and eval metrics merged into the existing file (a resumed run keeps earlier
+    keys), main process only."""
+    if not is_main_process():
+        return
+    path = os.path.join(output_dir, RESULTS_FILE)
+    merged: dict[str, Any] = {}
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            merged = json.load(f)
+    merged.update(metrics)
+    write_json(path, merged)
+
+
+def eval_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Add ``eval_perplexity`` to Trainer eval metrics (in place) and return them."""
+    if "eval_loss" in metrics:
+        metrics["eval_perplexity"] = perplexity(metrics["eval_loss"])
+    return metrics

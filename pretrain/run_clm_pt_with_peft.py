@@ -1,0 +1,110 @@
+"""Continued pretraining on raw text: teach a base causal LM a new language with its extended tokenizer.
+
+Modes (``--training_mode``): ``full``, ``lora`` (LoRA + embeddings/head when the vocabulary grew), ``embeddings``
+(the seed's ``--freeze_transformer``) and ``new_rows`` (only the new tokens' rows, a small adapter).
+
+Example (one GPU; 8 x 4 x 1 x 1024 = 32,768 tokens per optimizer step)::
+
+    torchrun --nproc_per_node 1 pretrain/run_clm_pt_with_peft.py \\
+        --model_name_or_path HuggingFaceTB/SmolLM2-135M --tokenizer_name_or_path outputs/tokenizer \\
+        --dataset_dir data/fa:0.8,data/en:0.2 --data_cache_dir outputs/cache --block_size 1024 \\
+        --training_mode lora --per_device_train_batch_size 8 --gradient_accumulation_steps 4 \\
+        --max_steps 1000 --learning_rate 2e-4 --eval_strategy steps --eval_steps 200 --bf16 \\
+        --output_dir outputs/pretrain
+
+Outputs in ``--output_dir``: the model or adapter, the tokenizer, ``langadapt_model.json``, ``run_args.json``,
+``all_results.json``, ``trainer_state.json``, ``samples.jsonl`` (sample generations at each evaluation) and
+TensorBoard logs under ``runs/``. A folder with checkpoints resumes from the last one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+
+from langadapt.args import (
+    AdaptationArguments,
+    LangAdaptTrainingArguments,
+    ModelArguments,
+    PretrainDataArguments,
+    SampleArguments,
+)
+from langadapt.cli import parse_args, run_main, setup_logging
+
+logger = logging.getLogger("langadapt.pretrain")
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    # 1. Arguments: model, adaptation, data, samples and every HF TrainingArguments flag (or one .json config).
+    model_args, adapt_args, data_args, sample_args, training_args = parse_args(
+        (ModelArguments, AdaptationArguments, PretrainDataArguments, SampleArguments, LangAdaptTrainingArguments),
+        argv, description=__doc__,
+    )
+    setup_logging()
+    from transformers import Trainer, set_seed
+
+    from langadapt import data, modeling, training
+
+    if model_args.llama:
+        logger.info("--llama is no longer needed: every HF causal LM loads with AutoModelForCausalLM")
+
+    # 2. Where to start: resume from the last checkpoint in output_dir, refuse to train over finished results.
+    checkpoint = training.resolve_checkpoint(training_args.output_dir, training_args.overwrite_output_dir,
+                                             training_args.resume_from_checkpoint)
+    set_seed(training_args.seed)
+
+    # 3. Model and tokenizer: load, grow the vocabulary, initialise new rows, set what is trained.
+    prepared = modeling.prepare_model(model_args, adapt_args,
+                                      gradient_checkpointing=training_args.gradient_checkpointing)
+    model, tokenizer = prepared.model, prepared.tokenizer
+    block_size = data.resolve_block_size(data_args.block_size, model.config)
+
+    # 4. Data: normalize, tokenize, pack into blocks (cached by content), hold out validation, mix sources.
+    with training_args.main_process_first(desc="preprocessing"):
+        train_ds, eval_ds, report = data.load_pretrain_data(
+            data_args, tokenizer, prepared.normalizer, block_size,
+            tokenizer_dir=model_args.tokenizer_name_or_path, seed=training_args.seed,
+        )
+    if data_args.streaming and training_args.max_steps <= 0:
+        from langadapt.cli import UsageError
+
+        raise UsageError("--streaming needs --max_steps: a stream has no length to count epochs by")
+    logger.info("tokens per optimizer step: %d (%d per device x %d accumulation x %d processes x %d block)",
+                training.tokens_per_step(training_args, block_size), training_args.per_device_train_batch_size,
+                training_args.gradient_accumulation_steps, training_args.world_size, block_size)
+
+    # 5. Provenance before training starts, so a crashed or preempted run still says what it was.
+    resolved = {**prepared.resolved(), "data": report.to_dict(), "block_size": block_size,
+                "resumed_from": checkpoint,
+                "tokens_per_step": training.tokens_per_step(training_args, block_size)}
+    training.save_run_args(training_args.output_dir, {"model": model_args, "adaptation": adapt_args,
+                                                      "data": data_args, "samples": sample_args,
+                                                      "training": training_args}, resolved)
+
+    # 6. Train, with eval loss/perplexity and sample generations at each evaluation.
+    prompts = training.load_prompts(sample_args.sample_prompts_file, prepared.normalizer)
+    callback = training.SampleGenerationCallback(
+        tokenizer, prompts, os.path.join(training_args.output_dir, training.SAMPLES_FILE),
+        max_new_tokens=sample_args.sample_max_new_tokens,
+    )
+    trainer = Trainer(model=model, args=training_args, train_dataset=train_ds,
+                      eval_dataset=eval_ds if training_args.eval_strategy != "no" else None,
+                      data_collator=data.collate_blocks, processing_class=tokenizer, callbacks=[callback])
+    if eval_ds is not None and training_args.eval_strategy == "no":
+        trainer.eval_dataset = eval_ds  # final evaluation only
+    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+
+    # 7. Save: model or adapter + tokenizer + langadapt_model.json, trainer state, metrics.
+    modeling.save_model(model, tokenizer, training_args.output_dir, prepared.info, trainer=trainer)
+    trainer.save_state()
+    metrics = dict(train_result.metrics)
+    if eval_ds is not None:
+        metrics.update(training.eval_metrics(trainer.evaluate()))
+    trainer.log_metrics("all", metrics)
+    training.save_all_results(training_args.output_dir, metrics)
+    return metrics
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,123 @@
+"""Instruction tuning (SFT): loss on the response + EOS only, continuing the pretraining adapter or a new one.
+
+    python sft/run_clm_sft_with_peft.py --model_name_or_path models/base --tokenizer_name_or_path outputs/tokenizer \
+        --peft_path outputs/pt --training_mode lora --dataset_dir data/sft --validation_file data/sft_dev.json \
+        --template alpaca --max_seq_length 512 --per_device_train_batch_size 8 --gradient_accumulation_steps 4 \
+        --learning_rate 1e-4 --num_train_epochs 3 --eval_strategy steps --eval_steps 200 --output_dir outputs/sft
+
+* ``--peft_path ADAPTER`` with the adapter's own mode (``--training_mode lora``): the same adapter is trained
+  further, as the paper did. With another mode it is merged into the base first and recorded as a parent.
+* ``--model_name_or_path MERGED`` (the output of inference/merge_lora.py) without ``--peft_path``: a new adapter.
+* Every HF ``TrainingArguments`` flag works (``--train_sampling_strategy group_by_length``, ``--bf16``,
+  ``--deepspeed``); a single ``.json`` argument is the whole config. A non-empty ``--output_dir`` with checkpoints
+  resumes from the last complete one.
+
+Writes to ``--output_dir``: the adapter (or model) and tokenizer, ``langadapt_model.json``,
+``langadapt_template.json``, ``langadapt_normalizer.json``, ``run_args.json``, ``all_results.json``,
+``trainer_state.json``, TensorBoard logs in ``runs/``, and ``samples.jsonl`` when there is a validation set.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from transformers import Trainer, set_seed
+
+from langadapt.adapters import copy_metadata
+from langadapt.args import AdaptationArguments, LangAdaptTrainingArguments, ModelArguments, SampleArguments
+from langadapt.cli import parse_args, run_main, setup_logging
+from langadapt.modeling import TOKENIZER_INFO_FILE, prepare_model, save_model
+from langadapt.normalize import NormalizerConfig
+from langadapt.sft_data import (
+    SFTDataArguments, make_collator, read_sft_records, resolve_max_seq_length, sample_prompts, tokenize_records,
+)
+from langadapt.templates import save_template_name
+from langadapt.training import (
+    SAMPLES_FILE, SampleGenerationCallback, eval_metrics, is_main_process, load_prompts, resolve_checkpoint,
+    save_all_results, save_run_args, world_size,
+)
+
+logger = logging.getLogger("sft")
+
+
+def main(argv=None):
+    # 1. arguments, logging, seed
+    model_args, adapt_args, data_args, sample_args, training_args = parse_args(
+        (ModelArguments, AdaptationArguments, SFTDataArguments, SampleArguments, LangAdaptTrainingArguments),
+        argv, description=__doc__,
+    )
+    setup_logging()
+    set_seed(training_args.seed)
+    # 2. resume detection and input checks, before any model is loaded (bad input fails in seconds)
+    checkpoint = resolve_checkpoint(training_args.output_dir, training_args.overwrite_output_dir,
+                                    training_args.resume_from_checkpoint)
+    tok_dir = model_args.tokenizer_name_or_path
+    normalizer = NormalizerConfig.from_dir(tok_dir) if os.path.isdir(tok_dir) else NormalizerConfig()
+    train_records = read_sft_records(data_args.dataset_paths, "--dataset_dir", normalizer)
+    eval_records = (read_sft_records(data_args.validation_file, "--validation_file", normalizer)
+                    if data_args.validation_file else None)
+
+    # 3. model and tokenizer: resize, continue --peft_path or set up a new adapter (shared with pretraining)
+    prepared = prepare_model(model_args, adapt_args, gradient_checkpointing=training_args.gradient_checkpointing)
+    model, tokenizer = prepared.model, prepared.tokenizer
+    # The KV cache is useless while training, conflicts with checkpointing, and while it is on transformers does not
+    # read packed position ids as example boundaries (packed examples would attend to each other).
+    model.config.use_cache = False
+
+    # 4. tokenize with the loss on response + EOS only
+    max_len = resolve_max_seq_length(data_args.max_seq_length, model.config)
+    train_examples, train_stats = tokenize_records(train_records[: data_args.max_train_samples], tokenizer,
+                                                   data_args.template, max_len, data_args.drop_long_examples, "train")
+    eval_examples = eval_stats = None
+    if eval_records is not None:
+        eval_examples, eval_stats = tokenize_records(eval_records[: data_args.max_eval_samples], tokenizer,
+                                                     data_args.template, max_len, data_args.drop_long_examples, "eval")
+    from datasets import Dataset
+
+    train_dataset = Dataset.from_list(train_examples)
+    eval_dataset = Dataset.from_list(eval_examples) if eval_examples else None
+    per_step = (training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
+                * world_size())
+    logger.info("template %s, max_seq_length %d, %d examples (%.1f tokens on average) per optimizer step%s",
+                data_args.template, max_len, per_step, train_stats.tokens / max(train_stats.kept, 1),
+                ", packed" if data_args.packing else "")
+
+    # 5. trainer, with sample generations at every evaluation
+    callbacks = []
+    if eval_dataset is not None and sample_args.sample_max_new_tokens > 0:
+        instructions = load_prompts(sample_args.sample_prompts_file) if sample_args.sample_prompts_file else None
+        prompts = sample_prompts(instructions, data_args.template, tokenizer, normalizer)
+        callbacks.append(SampleGenerationCallback(tokenizer, prompts, os.path.join(training_args.output_dir,
+                                                  SAMPLES_FILE), sample_args.sample_max_new_tokens))
+    trainer = Trainer(
+        model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+        data_collator=make_collator(tokenizer, data_args.packing, model_args.attn_implementation),
+        processing_class=tokenizer, callbacks=callbacks,
+    )
+
+    # 6. train (resuming when a checkpoint was found) and save
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    model.config.use_cache = True  # saved configs keep generation fast
+    save_model(model, tokenizer, training_args.output_dir, prepared.info, trainer)
+    trainer.save_state()
+    if is_main_process():
+        save_template_name(training_args.output_dir, data_args.template)
+        normalizer.save(training_args.output_dir)  # the normalization the model was trained with
+        copy_metadata([tok_dir], training_args.output_dir, names=(TOKENIZER_INFO_FILE,))
+    metrics = {**result.metrics, **train_stats.as_dict("train")}
+
+    # 7. evaluate
+    if eval_dataset is not None:
+        metrics.update(eval_metrics(trainer.evaluate()))
+        metrics.update(eval_stats.as_dict("eval"))
+    save_all_results(training_args.output_dir, metrics)
+    save_run_args(training_args.output_dir,
+                  {"model": model_args, "adaptation": adapt_args, "data": data_args, "samples": sample_args,
+                   "training": training_args},
+                  {**prepared.resolved(), "max_seq_length": max_len, "resumed_from": checkpoint})
+    return metrics
+
+
+if __name__ == "__main__":
+    run_main(main)

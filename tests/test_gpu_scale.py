@@ -1,0 +1,68 @@
+"""bench/gpu_scale.py on the tiny shape on CPU: both configurations run, the table and JSON hold finite numbers."""
+
+import importlib.util
+import json
+import math
+import os
+import sys
+
+import pytest
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def gpu_scale():
+    spec = importlib.util.spec_from_file_location("gpu_scale", os.path.join(REPO_ROOT, "bench", "gpu_scale.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_scale"] = module  # dataclasses look the module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+RUN_KEYS = {"tokens_per_s", "peak_memory_gb", "mfu", "step_time_s", "model_flops_per_token", "achieved_tflops",
+            "params_total", "params_trainable", "params_forward_linear", "params_trainable_linear",
+            "measured_seconds", "train_loss"}
+
+
+def test_tiny_shape_on_cpu(tmp_path, gpu_scale):
+    out = str(tmp_path / "bench")
+    report = gpu_scale.main(["--shape", "tiny", "--output_dir", out, "--device", "cpu", "--steps", "2",
+                             "--warmup_steps", "1", "--ours_block_size", "128", "--seed_block_size", "64"])
+    assert sorted(os.listdir(out)) == ["gpu_scale_tiny.json", "gpu_scale_tiny.md"]
+    with open(os.path.join(out, "gpu_scale_tiny.json"), encoding="utf-8") as f:
+        saved = json.load(f)
+    assert saved["ratio_tokens_per_s"] == pytest.approx(report["ratio_tokens_per_s"])
+    assert saved["device"].startswith("CPU") and saved["peak_tflops"] > 0
+    assert saved["tokenizer_size"] == round(1000 * 50000 / 32000)
+    assert set(saved["runs"]) == {"ours", "seed"}
+    for name, run in saved["runs"].items():
+        assert RUN_KEYS <= set(run), name
+        assert not run["oom"]
+        for key in RUN_KEYS:
+            assert math.isfinite(run[key]) and run[key] > 0, (name, key, run[key])
+        assert 0 < run["mfu"] < 1.5  # fraction of a measured peak; above 1 would mean wrong FLOP counting
+    ours, seed = saved["runs"]["ours"], saved["runs"]["seed"]
+    assert (ours["block_size"], seed["block_size"]) == (128, 64)
+    assert ours["attention"] == "sdpa" and ours["gradient_checkpointing"]
+    assert seed["attention"] == "eager" and not seed["gradient_checkpointing"]
+    # Ours pads the grown table to a multiple of 64 rows (the stage's default); the seed resizes to the tokenizer.
+    assert ours["embedding_rows"] == 1600 and seed["embedding_rows"] == 1562
+    # LoRA + trainable embeddings/head: forward 2N, activation grads 2N, weight grads 2N_t for trainable matmuls.
+    for run in (ours, seed):
+        assert run["model_flops_per_token"] == 4 * run["params_forward_linear"] + 2 * run["params_trainable_linear"]
+    assert math.isfinite(saved["ratio_tokens_per_s"])
+    md = open(os.path.join(out, "gpu_scale_tiny.md"), encoding="utf-8").read()
+    assert "| ours | lora |" in md and "| seed | lora |" in md and "ours / seed tokens/s" in md
+
+
+def test_flop_formula(gpu_scale):
+    assert gpu_scale.model_flops_per_token(100, 10, full=True) == 600
+    assert gpu_scale.model_flops_per_token(100, 10, full=False) == 420
+
+
+def test_bad_shape(gpu_scale, tmp_path):
+    from langadapt.cli import UsageError
+
+    with pytest.raises(UsageError, match="--shape"):
+        gpu_scale.main(["--shape", "70b", "--output_dir", str(tmp_path)])
