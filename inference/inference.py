@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass, field
 
 from langadapt.cli import UsageError, parse_args, run_main
-from langadapt.evaldata import CLASSIFICATION_TASKS, file_key, load_testset, prediction_path, task_of, testset_files
+from langadapt.evaldata import CLASSIFICATION_TASKS, file_key, list_testsets, load_testset, prediction_path, task_of
 from langadapt.generation import (DecodingOptions, HFGenerator, LoglikRanker, VLLMGenerator, check_vllm,
                                   default_max_new_tokens, label_candidates, load_model, repl, resolve_dtype,
                                   run_testset)
@@ -100,7 +100,7 @@ def main(argv=None) -> None:
     # 2. Test sets: read and validate all of them before loading the model.
     tests = []
     if not args.interactive:
-        for path in testset_files(args.data_dir):
+        for path in list_testsets(args.data_dir):
             key = file_key(path, args.data_dir)
             tests.append((key, task_of(key), load_testset(path)))
         logger.info("%d test files, %d examples", len(tests), sum(len(t[2]) for t in tests))

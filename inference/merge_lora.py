@@ -6,7 +6,8 @@
 One adapter is enough when it records its parents (``--lora_model outputs/sft``). The output holds sharded
 safetensors, the tokenizer (with ``langadapt_normalizer.json``), ``langadapt_template.json``,
 ``langadapt_model.json`` and ``merge_report.json`` with the logits self-check: merged model vs adapters applied,
-maximum absolute difference, which must be under ``--tolerance`` or nothing is written. See langadapt/merge.py.
+maximum absolute difference, which must be under ``--tolerance`` or nothing is written. ``--low_memory`` merges
+one base shard at a time (7B on a CPU node). See langadapt/merge.py.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import logging
 
 from langadapt.cli import parse_args, run_main, setup_logging
 from langadapt.merge import MergeArguments, merge_adapters
-from langadapt.runinfo import write_run_args
 
 logger = logging.getLogger("merge_lora")
 
@@ -25,10 +25,8 @@ def main(argv=None):
     (args,) = parse_args((MergeArguments,), argv, description=__doc__)
     setup_logging()
     logger.info("merging %s into %s -> %s", args.adapters, args.base_model, args.output_dir)
-    # 2. merge, save, reload and check (inside one atomic output folder)
+    # 2. merge, save, reload and check; the folder (with run_args.json) appears only when the check passes
     report = merge_adapters(args)
-    # 3. provenance
-    write_run_args(args.output_dir, {"merge": args}, {"report": report.__dict__})
     logger.info("merged model written to %s (max |logit diff| %s, tolerance %s)", args.output_dir,
                 report.max_abs_diff, report.tolerance)
     return report

@@ -73,7 +73,7 @@ def resolve_adapter_chain(adapters: Sequence[str], flag: str = "--adapters") -> 
     return parents + adapters
 
 
-def _check_rows(adapter: str, info: ModelInfo | None, rows: int, flag: str) -> int | None:
+def check_adapter_rows(adapter: str, info: ModelInfo | None, rows: int, flag: str) -> int | None:
     """Embedding rows the adapter needs; refuses an adapter trained on a model with another vocabulary."""
     if info is None:
         return None
@@ -140,7 +140,7 @@ def apply_adapter(model, tokenizer, adapter: str, merge: bool = True, flag: str 
 
     info = ModelInfo.from_dir(adapter)
     rows = int(model.get_input_embeddings().weight.shape[0])
-    target = _check_rows(adapter, info, rows, flag) or _saved_rows(adapter) or rows
+    target = check_adapter_rows(adapter, info, rows, flag) or _saved_rows(adapter) or rows
     grow_embeddings(model, tokenizer, target)
     try:
         peft_model = PeftModel.from_pretrained(model, adapter)

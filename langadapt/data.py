@@ -196,6 +196,8 @@ def build_source_blocks(source: CorpusSource, tokenizer, normalizer: NormalizerC
         ds = datasets.load_from_disk(target)
         logger.info("%s: reusing cached blocks %s (%d blocks)", source.path, target, len(ds))
         return ds, {"cache_hit": True, "cache_path": target, "bytes": nbytes, "blocks": len(ds)}
+    if not any(True for _ in _read_docs(source.files, text_field)):
+        raise UsageError(f"--dataset_dir: {source.path} holds no non-blank document")
     in_memory = cache_dir is None
     if cache_dir:
         os.makedirs(cache_dir, exist_ok=True)
@@ -206,8 +208,6 @@ def build_source_blocks(source: CorpusSource, tokenizer, normalizer: NormalizerC
                 _read_docs, gen_kwargs={"files": source.files, "text_field": text_field}, cache_dir=work,
                 keep_in_memory=in_memory,
             )
-            if len(raw) == 0:
-                raise UsageError(f"--dataset_dir: {source.path} holds no non-blank document")
             tokenized = raw.map(
                 _tokenize_batch, batched=True, batch_size=TOKENIZE_BATCH, num_proc=num_proc,
                 remove_columns=["text"], keep_in_memory=in_memory, desc=f"tokenizing {os.path.basename(source.path)}",
@@ -218,12 +218,14 @@ def build_source_blocks(source: CorpusSource, tokenizer, normalizer: NormalizerC
                 keep_in_memory=in_memory,
                 features=datasets.Features({"input_ids": datasets.Sequence(datasets.Value("int32"))}),
             )
-        except Exception as e:  # noqa: BLE001 - re-raised, unwrapped when it is ours
-            raise _unwrap(e) from None
-        if len(blocks) == 0:
+        except ValueError as e:
+            if "corresponds to no data" not in str(e):  # datasets' way of saying the generator yielded nothing
+                raise
             raise UsageError(
                 f"--dataset_dir: {source.path} has fewer than --block_size {block_size} tokens; add text or lower it"
-            )
+            ) from None
+        except Exception as e:  # noqa: BLE001 - re-raised, unwrapped when it is ours
+            raise _unwrap(e) from None
         if target:
             tmp_target = tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=cache_dir)
             blocks.save_to_disk(tmp_target)
@@ -269,15 +271,22 @@ def mix_indices(sizes: Sequence[int], weights: Sequence[float], total: int, seed
 
 
 def mix_sources(train_parts: Sequence, weights: Sequence[float], seed: int):
-    """Weighted mixture of several block datasets, one "epoch" = as many blocks as the parts hold together."""
+    """Weighted mixture of several block datasets, one "epoch" = as many blocks as the parts hold together.
+
+    Returns ``(dataset, blocks drawn from each part)``.
+    """
     import datasets
 
     if len(train_parts) == 1:
-        return train_parts[0]
+        return train_parts[0], [len(train_parts[0])]
     sizes = [len(p) for p in train_parts]
     offsets = [sum(sizes[:i]) for i in range(len(sizes))]
     picks = mix_indices(sizes, weights, sum(sizes), seed)
-    return datasets.concatenate_datasets(list(train_parts)).select([offsets[s] + i for s, i in picks])
+    counts = [0] * len(sizes)
+    for s, _ in picks:
+        counts[s] += 1
+    mixed = datasets.concatenate_datasets(list(train_parts)).select([offsets[s] + i for s, i in picks])
+    return mixed, counts
 
 
 @dataclass
@@ -323,13 +332,13 @@ def load_pretrain_data(data_args, tokenizer, normalizer: NormalizerConfig, block
         val, _ = build_source_blocks(CorpusSource("validation", 1.0, val_files), tokenizer, normalizer, block_size,
                                      **common)
         evals = [val]
-    train = mix_sources(trains, [s.weight for s in sources], seed)
+    train, counts = mix_sources(trains, [s.weight for s in sources], seed)
     eval_ds = _concat(evals)
     if eval_ds is not None and data_args.max_eval_blocks:
         eval_ds = eval_ds.select(range(min(len(eval_ds), data_args.max_eval_blocks)))
     report = DataReport(block_size, infos, len(train), len(eval_ds) if eval_ds is not None else 0)
     if len(sources) > 1:
-        log_mixture(train, trains, sources, infos)
+        log_mixture(counts, sources, infos)
     return train.with_format("torch"), (eval_ds.with_format("torch") if eval_ds is not None else None), report
 
 
@@ -341,18 +350,13 @@ def _concat(parts):
     return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(list(parts))
 
 
-def log_mixture(train, parts, sources: Sequence[CorpusSource], infos: list[dict[str, Any]]) -> None:
+def log_mixture(counts: Sequence[int], sources: Sequence[CorpusSource], infos: list[dict[str, Any]]) -> None:
     """Log the requested and the drawn share of each source (``infos`` gain ``drawn_share``)."""
-    sizes = [len(p) for p in parts]
-    # The mixture was built from concatenated parts; map its indices back to their source.
-    bounds = [sum(sizes[:i + 1]) for i in range(len(sizes))]
-    counts = [0] * len(sizes)
-    for idx in train._indices.column(0).to_pylist() if train._indices is not None else range(len(train)):
-        counts[next(i for i, b in enumerate(bounds) if idx < b)] += 1
+    total = max(sum(counts), 1)
     for src, info, c in zip(sources, infos, counts):
-        info["drawn_share"] = c / max(len(train), 1)
+        info["drawn_share"] = c / total
         logger.info("mix: %s weight %.3f -> %.3f of %d training blocks (%d unique blocks available)", src.path,
-                    src.weight, info["drawn_share"], len(train), info["train_blocks"])
+                    src.weight, info["drawn_share"], total, info["train_blocks"])
 
 
 class PackedStream(torch.utils.data.IterableDataset):

@@ -76,7 +76,7 @@ def language_of(key: str) -> str | None:
     return parts[-2] if len(parts) > 1 else None
 
 
-def testset_files(data_dir: str) -> list[str]:
+def list_testsets(data_dir: str) -> list[str]:
     """All ``.json``/``.jsonl`` test files under ``data_dir`` (recursively, sorted)."""
     return resolve_files(data_dir, "--data_dir", TESTSET_EXTENSIONS)
 

@@ -6,9 +6,9 @@ Why not the seed's loop (one example at a time, 512 new tokens for every task, e
   a batch wastes little on padding and the GPU does one forward pass per new token for the whole batch.
 * Generation stops at EOS and at the template's stop strings (a model that goes on usually starts the next
   ``### Instruction:`` block); ``max_new_tokens`` follows the task (a label needs a few tokens, a summary hundreds).
-* Greedy batched output equals one-at-a-time output: left padding gets position ids from the attention mask (done by
-  ``generate``) and the repetition penalty ignores pad tokens (``generate``'s own penalty counts the left pads, which
-  are usually EOS, so padded rows would be less likely to stop than the same prompt alone).
+* Greedy batched output equals one-at-a-time output: ``generate`` derives position ids from the attention mask and
+  its repetition penalty skips each row's left padding (pads are usually EOS; penalizing them would make a padded
+  prompt stop later than the same prompt alone). A test pins this on a model where EOS ties the top token.
 * Records are appended and flushed after every batch; a rerun skips the ids already written; an example that fails
   (alone: a failing batch is retried one example at a time) is written with its error and counted.
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -36,7 +35,7 @@ logger = logging.getLogger(__name__)
 # New-token caps per task when --max_new_tokens is not given, in tokens of the model's tokenizer. A label or an option
 # letter needs a few tokens; 32 leaves room for a short lead-in ("The answer is B)") and for Persian label words,
 # which an English-centric byte-level tokenizer splits into ~2 tokens per letter. A one-sentence Persian translation
-# is ~100 letters (~200 tokens before vocabulary extension); a summary a few sentences. Unknown tasks get the seed's 512.
+# is ~100 letters (~200 tokens before vocabulary extension); a summary a few sentences. Unknown tasks: the seed's 512.
 DEFAULT_MAX_NEW_TOKENS = {
     "entailment": 32,
     "multiple_choice": 32,
@@ -131,7 +130,7 @@ class HFGenerator:
     @torch.inference_mode()
     def generate(self, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
         """Responses to ``prompts`` (one batch), cut at the first stop string."""
-        from transformers import GenerationConfig, LogitsProcessorList, RepetitionPenaltyLogitsProcessor
+        from transformers import GenerationConfig
 
         enc = self.encode(prompts, return_tensors="pt", padding=True).to(self.model.device)
         self._check_length(int(enc["attention_mask"].sum(1).max()))
@@ -141,13 +140,11 @@ class HFGenerator:
             temperature=o.temperature if o.do_sample else None, top_p=o.top_p if o.do_sample else None,
             top_k=None, eos_token_id=self.eos_ids, pad_token_id=self.tokenizer.pad_token_id,
             stop_strings=self.stops or None, use_cache=True,
+            # transformers 5 (as pinned) skips each row's left padding here; older releases penalized the pads (usually
+            # EOS), so a padded prompt stopped later than the same prompt alone (tests/test_inference_generation.py).
+            repetition_penalty=o.repetition_penalty,
         )
-        processors = LogitsProcessorList()
-        if o.repetition_penalty != 1.0:
-            n_pad = (enc["attention_mask"] == 0).sum(1)
-            processors.append(RepetitionPenaltyLogitsProcessor(float(o.repetition_penalty), prompt_ignore_length=n_pad))
-        out = self.model.generate(**enc, generation_config=config, logits_processor=processors,
-                                  tokenizer=self.tokenizer)
+        out = self.model.generate(**enc, generation_config=config, tokenizer=self.tokenizer)
         new = out[:, enc["input_ids"].shape[1]:]
         return [cut_at_stop(t, self.stops) for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
 

@@ -12,6 +12,8 @@ of a vocabulary-extended model does. Deployment therefore goes through a merged 
    the output folder is not written.
 
 The reference and the reloaded model are never in memory at the same time: peak memory is one model in float32.
+With ``--low_memory`` step 3 runs one base shard at a time (:mod:`langadapt.lowmem_merge`, an implementation
+independent of PEFT's, so the self-check compares two different computations), and step 1 happens after it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from langadapt.io import atomic_output_dir, write_json
 from langadapt.modeling import ModelInfo
 from langadapt.normalize import CONFIG_FILE as NORMALIZER_FILE
 from langadapt.normalize import NormalizerConfig, normalize
+from langadapt.runinfo import write_run_args
 from langadapt.templates import encode_prompts, load_template_name
 
 logger = logging.getLogger(__name__)
@@ -89,6 +92,14 @@ class MergeArguments:
         },
     )
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace an existing --output_dir."})
+    low_memory: bool = field(
+        default=False,
+        metadata={
+            "help": "Merge one base safetensors shard at a time (7B on a CPU node: one shard + the adapters in "
+            "memory; output keeps the base's shard layout, --max_shard_size is ignored). LoRA and trainable-token "
+            "adapters only. The self-check still loads the model once; --check_prompts 0 skips it."
+        },
+    )
 
     def __post_init__(self) -> None:
         for name in ("base_model", "lora_model", "output_dir"):
@@ -157,6 +168,70 @@ def prompt_logits(model, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     return [model(input_ids=x).logits.float() for x in inputs]
 
 
+def _save_in_memory(args: MergeArguments, chain: list[str], tmp: str, out_dtype: str, template: str,
+                    sources: list[str]):
+    """Steps 1-3 with the whole model in memory: reference logits, PEFT merge, save. Returns (tokenizer, rows,
+    inputs, reference logits)."""
+    model, tokenizer = load_with_adapters(args.base_model, chain, args.tokenizer_name_or_path,
+                                          torch.float32, merge_last=False)
+    inputs = check_inputs(tokenizer, template, args.check_prompts, find_normalizer(sources))
+    reference = prompt_logits(model, inputs)
+    model = model.merge_and_unload()
+    retie_or_untie(model)
+    rows = int(model.get_input_embeddings().weight.shape[0])
+    model = model.to(getattr(torch, out_dtype))
+    model.save_pretrained(tmp, max_shard_size=args.max_shard_size)
+    del model
+    gc.collect()
+    return tokenizer, rows, inputs, reference
+
+
+def _save_shardwise(args: MergeArguments, chain: list[str], tmp: str, out_dtype: str, template: str,
+                    sources: list[str]):
+    """Steps 1-3 one base shard at a time (``--low_memory``); the reference model is built afterwards, only when
+    the self-check is on."""
+    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+
+    from langadapt.adapters import check_adapter_rows, load_tokenizer_for
+    from langadapt.lowmem_merge import merge_shardwise
+    from langadapt.modeling import embedding_module_names, is_tied
+
+    tokenizer, _ = load_tokenizer_for(args.base_model, chain, args.tokenizer_name_or_path)
+    config = AutoConfig.from_pretrained(args.base_model)
+    with torch.device("meta"):  # module names and tying only: no memory, no weights read
+        skeleton = AutoModelForCausalLM.from_config(config)
+    embed_name, head_name = embedding_module_names(skeleton)
+    tied = is_tied(skeleton)
+    rows = int(skeleton.get_input_embeddings().weight.shape[0])
+    del skeleton
+    for adapter in chain:
+        rows = max(rows, check_adapter_rows(adapter, ModelInfo.from_dir(adapter), rows, "--lora_model") or rows)
+    if len(tokenizer) > rows:
+        raise UsageError(f"--tokenizer_name_or_path: the tokenizer has {len(tokenizer)} tokens but the merged model "
+                         f"has {rows} embedding rows; pass the tokenizer the adapters were trained with")
+    updates = merge_shardwise(args.base_model, chain, tmp, getattr(torch, out_dtype), embed_name, head_name, tied,
+                              rows)
+    text_config = config.get_text_config()
+    for cfg in {id(config): config, id(text_config): text_config}.values():
+        for key, value in updates.items():
+            setattr(cfg, key, value)
+    config.dtype = out_dtype
+    config.save_pretrained(tmp)
+    try:
+        GenerationConfig.from_pretrained(args.base_model).save_pretrained(tmp)
+    except OSError:
+        pass  # the base has no generation_config.json; transformers derives one from config.json
+    inputs = check_inputs(tokenizer, template, args.check_prompts, find_normalizer(sources))
+    reference = []
+    if inputs:
+        model, _ = load_with_adapters(args.base_model, chain, args.tokenizer_name_or_path, torch.float32,
+                                      merge_last=False)
+        reference = prompt_logits(model, inputs)
+        del model
+        gc.collect()
+    return tokenizer, rows, inputs, reference
+
+
 def merge_adapters(args: MergeArguments) -> MergeReport:
     """Merge ``args.adapters`` into ``args.base_model`` and save the checked result in ``args.output_dir``."""
     from transformers import AutoModelForCausalLM
@@ -166,29 +241,18 @@ def merge_adapters(args: MergeArguments) -> MergeReport:
     out_dtype = checkpoint_dtype(args.base_model) if args.output_dtype == "auto" else args.output_dtype
     tolerance = args.tolerance if args.tolerance is not None else DEFAULT_TOLERANCE[out_dtype]
     template = load_template_name(last, default="alpaca")
+    sources = [p for p in (args.tokenizer_name_or_path, last, *chain, args.base_model) if p]
 
     with atomic_output_dir(args.output_dir, args.overwrite_output_dir) as tmp:
-        # 1-2. the trained model with the last adapter unmerged, and its reference logits (float32)
-        model, tokenizer = load_with_adapters(args.base_model, chain, args.tokenizer_name_or_path,
-                                              torch.float32, merge_last=False)
-        sources = [p for p in (args.tokenizer_name_or_path, last, *chain, args.base_model) if p]
-        inputs = check_inputs(tokenizer, template, args.check_prompts, find_normalizer(sources))
-        reference = prompt_logits(model, inputs)
-        base_rows = ModelInfo.from_dir(chain[0])
-        # 3. merge, cast, save
-        model = model.merge_and_unload()
-        retie_or_untie(model)
-        rows = int(model.get_input_embeddings().weight.shape[0])
-        model = model.to(getattr(torch, out_dtype))
-        model.save_pretrained(tmp, max_shard_size=args.max_shard_size)
-        del model
-        gc.collect()
+        # 1-3. reference logits (base + adapters, the last one unmerged, float32), merge, cast, save
+        save = _save_shardwise if args.low_memory else _save_in_memory
+        tokenizer, rows, inputs, reference = save(args, chain, tmp, out_dtype, template, sources)
         tokenizer.save_pretrained(tmp)
         copy_metadata(sources, tmp)
-        last_info = ModelInfo.from_dir(last)
+        first_info, last_info = ModelInfo.from_dir(chain[0]), ModelInfo.from_dir(last)
         ModelInfo(
             base_model_name_or_path=args.base_model,
-            base_embedding_rows=base_rows.base_embedding_rows if base_rows else rows,
+            base_embedding_rows=first_info.base_embedding_rows if first_info else rows,
             tokenizer_size=len(tokenizer), embedding_rows=rows, training_mode="merged",
             embedding_init=last_info.embedding_init if last_info else "unknown", is_adapter=False,
             merged_adapters=[os.path.abspath(a) for a in chain],
@@ -208,6 +272,7 @@ def merge_adapters(args: MergeArguments) -> MergeReport:
             max_abs_logit=max_logit, tolerance=tolerance, passed=diff is None or diff <= tolerance,
         )
         write_json(os.path.join(tmp, REPORT_FILE), dataclasses.asdict(report))
+        write_run_args(tmp, {"merge": args}, {"report": dataclasses.asdict(report)})
         if diff is not None:
             logger.info("self-check on %d prompts: max |merged - adapters| logit difference %.3g (largest |logit| "
                         "%.3g, tolerance %.3g)", len(inputs), diff, max_logit, tolerance)

@@ -61,10 +61,15 @@ def detect_kind(directory: str, flag: str = "--base_tokenizer") -> Kind:
     """Kind of the tokenizer in ``directory``; :class:`UsageError` for a missing folder/tokenizer or another type."""
     if not os.path.isdir(directory):
         raise UsageError(f"{flag}: {directory} is not a folder; pass the base model's tokenizer folder")
-    if os.path.isfile(os.path.join(directory, SP_MODEL_FILE)):
-        load_sp_proto(os.path.join(directory, SP_MODEL_FILE), flag)  # fails early on a corrupt file
-        return "sentencepiece"
     path = os.path.join(directory, HF_JSON_FILE)
+    if os.path.isfile(os.path.join(directory, SP_MODEL_FILE)):
+        try:
+            load_sp_proto(os.path.join(directory, SP_MODEL_FILE), flag)  # fails early on a corrupt file
+            return "sentencepiece"
+        except UsageError:
+            # Llama-3 style folders may ship a tiktoken file under the same name next to their tokenizer.json.
+            if not os.path.isfile(path):
+                raise
     if not os.path.isfile(path):
         raise UsageError(
             f"{flag}: {directory} holds no tokenizer (neither {SP_MODEL_FILE} nor {HF_JSON_FILE}); pass the folder "
@@ -397,6 +402,7 @@ def addon_bpe_spec(base_spec: dict) -> dict:
     spec = json.loads(json.dumps(base_spec))
     model = spec["model"]
     model["vocab"], model["merges"] = {}, []
+    model["unk_token"] = None  # the base's unk is an added token the add-on does not have
     spec["added_tokens"] = []
     spec["post_processor"] = None
     return spec

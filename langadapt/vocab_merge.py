@@ -217,7 +217,13 @@ def merge_sentencepiece(base_dir: str, extra_path: str, output_dir: str, scripts
     at = len(base_merges)
     while at > 0 and sp_score.get("".join(base_merges[at - 1]), 0.0) <= SP_NEVER_MERGE:
         at -= 1
-    merges = base_merges[:at] + new_merges + base_merges[at:]
+    cross = _cross_merges(base_merges, vocab, set(kept), sp_score)
+    # Sort keys: base merge k at k; a cross merge just before its slot (slot - 0.5); the new pieces' merges after
+    # the last real base merge and before the never-merge tail (at - 0.25).
+    keyed = [(float(k), 0, m) for k, m in enumerate(base_merges)]
+    keyed += [(slot - 0.5, 1, m) for slot, m in cross]
+    keyed += [(at - 0.25, 2, m) for m in new_merges]
+    merges = [m for _, _, m in sorted(keyed, key=lambda x: (x[0], x[1]))]
     spec["model"]["merges"] = _format_merges(merges, spec["model"]["merges"])
     with open(out_model, "wb") as f:
         f.write(proto.SerializeToString())
@@ -230,9 +236,39 @@ def merge_sentencepiece(base_dir: str, extra_path: str, output_dir: str, scripts
         kind="sentencepiece", base_vocab_size=base_len, vocab_size=len(hf), new_token_ids=(first, len(hf)),
         new_pieces=kept, candidates=len(extra.pieces), dropped=dict(dropped),
         details={"base_merge_score_floor": floor, "new_scores": [scores[0], scores[-1]],
-                 "new_merges": len(new_merges), "new_merges_rank": at,
+                 "new_merges": len(new_merges), "new_merges_rank": at, "cross_merges": len(cross),
                  "addon_model_type": {1: "unigram", 2: "bpe"}.get(extra.trainer_spec.model_type, "other")},
     )
+
+
+def _cross_merges(base_merges: list[tuple[str, str]], vocab: dict[str, int], new: set[str],
+                  sp_score: dict[str, float]) -> list[tuple[int, tuple[str, str]]]:
+    """Merges into a *base* piece from a split with a new half (base ``▁کتاب`` from new ``▁کت`` + base ``اب``).
+
+    sentencepiece performs them at the base piece's own (high) priority as soon as the new half appears, and
+    transformers' converter lists every split of a piece at that piece's rank, so the HF merges need them too.
+    Each is returned with the slot it goes before: just after the last base merge producing the same piece, or,
+    when the base never produced that piece, before the first base merge whose piece scores lower.
+    """
+    last_for: dict[str, int] = {}
+    for k, (a, b) in enumerate(base_merges):
+        last_for[a + b] = k
+    by_score = [sp_score.get(a + b, 0.0) for a, b in base_merges]
+    first_id = min((vocab[p] for p in new), default=len(vocab))
+    out = []
+    for piece, i in vocab.items():
+        if i >= first_id or len(piece) < 2:
+            continue
+        for j in range(1, len(piece)):
+            left, right = piece[:j], piece[j:]
+            if (left in new or right in new) and left in vocab and right in vocab:
+                if piece in last_for:
+                    slot = last_for[piece] + 1
+                else:
+                    score = sp_score.get(piece, 0.0)
+                    slot = next((k for k, s in enumerate(by_score) if s < score), len(base_merges))
+                out.append((slot, (left, right)))
+    return out
 
 
 def _base_hf_spec(base_dir: str) -> dict:
@@ -361,3 +397,38 @@ def write_metadata(output_dir: str, base_tokenizer: str, result: MergeResult) ->
         "new_token_ids": list(result.new_token_ids),
         "kind": result.kind,
     })
+
+
+def merge_sentencepiece_seed(base_dir: str, extra_path: str, output_dir: str) -> MergeResult:
+    """The seed paper's merge, kept as the baseline of ``bench/tokenizer.py`` (not used by ``merge.py``).
+
+    As Chinese-LLaMA's ``merge_tokenizers.py``, followed by the Persian paper: every add-on piece the base lacks
+    is appended with the add-on's own score (no script filter, no reachability check), and the HF tokenizer is
+    whatever transformers converts from the merged ``tokenizer.model``.
+    """
+    from sentencepiece import sentencepiece_model_pb2 as sp_pb2
+    from transformers import AutoTokenizer
+
+    proto = load_sp_proto(os.path.join(base_dir, SP_MODEL_FILE), "--base_tokenizer")
+    extra = load_sp_proto(extra_path, "--extra_model")
+    first = len(proto.pieces)
+    existing = {p.piece for p in proto.pieces}
+    added = []
+    for p in extra.pieces:
+        if p.piece not in existing:
+            proto.pieces.append(sp_pb2.ModelProto.SentencePiece(piece=p.piece, score=p.score, type=SP_NORMAL))
+            existing.add(p.piece)
+            added.append(p.piece)
+    out_model = os.path.join(output_dir, SP_MODEL_FILE)
+    with open(out_model, "wb") as f:
+        f.write(proto.SerializeToString())
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(out_model, tmp)
+        with open(os.path.join(tmp, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+            json.dump({"tokenizer_class": "LlamaTokenizer", "legacy": False}, f)
+        hf = AutoTokenizer.from_pretrained(tmp)
+        hf.save_pretrained(output_dir)
+    with open(out_model, "wb") as f:
+        f.write(proto.SerializeToString())
+    return MergeResult(kind="sentencepiece", base_vocab_size=first, vocab_size=len(hf), new_token_ids=(first, len(hf)),
+                       new_pieces=added, candidates=len(extra.pieces))

@@ -30,7 +30,7 @@ from langadapt.args import (
     PretrainDataArguments,
     SampleArguments,
 )
-from langadapt.cli import parse_args, run_main, setup_logging
+from langadapt.cli import UsageError, parse_args, run_main, setup_logging
 
 logger = logging.getLogger("langadapt.pretrain")
 
@@ -46,6 +46,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     from langadapt import data, modeling, training
 
+    if data_args.streaming and training_args.max_steps <= 0:
+        raise UsageError("--streaming needs --max_steps: a stream has no length to count epochs by")
     if model_args.llama:
         logger.info("--llama is no longer needed: every HF causal LM loads with AutoModelForCausalLM")
 
@@ -66,10 +68,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
             data_args, tokenizer, prepared.normalizer, block_size,
             tokenizer_dir=model_args.tokenizer_name_or_path, seed=training_args.seed,
         )
-    if data_args.streaming and training_args.max_steps <= 0:
-        from langadapt.cli import UsageError
-
-        raise UsageError("--streaming needs --max_steps: a stream has no length to count epochs by")
     logger.info("tokens per optimizer step: %d (%d per device x %d accumulation x %d processes x %d block)",
                 training.tokens_per_step(training_args, block_size), training_args.per_device_train_batch_size,
                 training_args.gradient_accumulation_steps, training_args.world_size, block_size)

@@ -49,6 +49,8 @@ def main(argv=None):
     )
     setup_logging()
     set_seed(training_args.seed)
+    if model_args.llama:
+        logger.info("--llama is no longer needed: every HF causal LM loads with AutoModelForCausalLM")
     # 2. resume detection and input checks, before any model is loaded (bad input fails in seconds)
     checkpoint = resolve_checkpoint(training_args.output_dir, training_args.overwrite_output_dir,
                                     training_args.resume_from_checkpoint)
@@ -79,11 +81,20 @@ def main(argv=None):
     eval_dataset = Dataset.from_list(eval_examples) if eval_examples else None
     per_step = (training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
                 * world_size())
-    logger.info("template %s, max_seq_length %d, %d examples (%.1f tokens on average) per optimizer step%s",
-                data_args.template, max_len, per_step, train_stats.tokens / max(train_stats.kept, 1),
+    mean_len = train_stats.tokens / max(train_stats.kept, 1)
+    logger.info("template %s, max_seq_length %d: ~%d tokens per optimizer step (%d examples x %.1f tokens)%s",
+                data_args.template, max_len, per_step * mean_len, per_step, mean_len,
                 ", packed" if data_args.packing else "")
 
-    # 5. trainer, with sample generations at every evaluation
+    # 5. provenance before training starts, so a crashed or preempted run still says what it was
+    save_run_args(training_args.output_dir,
+                  {"model": model_args, "adaptation": adapt_args, "data": data_args, "samples": sample_args,
+                   "training": training_args},
+                  {**prepared.resolved(), "max_seq_length": max_len, "resumed_from": checkpoint,
+                   "train_data": train_stats.as_dict("train"),
+                   "eval_data": eval_stats.as_dict("eval") if eval_stats else None})
+
+    # 6. trainer, with sample generations at every evaluation
     callbacks = []
     if eval_dataset is not None and sample_args.sample_max_new_tokens > 0:
         instructions = load_prompts(sample_args.sample_prompts_file) if sample_args.sample_prompts_file else None
@@ -96,7 +107,7 @@ def main(argv=None):
         processing_class=tokenizer, callbacks=callbacks,
     )
 
-    # 6. train (resuming when a checkpoint was found) and save
+    # 7. train (resuming when a checkpoint was found) and save
     result = trainer.train(resume_from_checkpoint=checkpoint)
     model.config.use_cache = True  # saved configs keep generation fast
     save_model(model, tokenizer, training_args.output_dir, prepared.info, trainer)
@@ -107,15 +118,11 @@ def main(argv=None):
         copy_metadata([tok_dir], training_args.output_dir, names=(TOKENIZER_INFO_FILE,))
     metrics = {**result.metrics, **train_stats.as_dict("train")}
 
-    # 7. evaluate
+    # 8. evaluate
     if eval_dataset is not None:
         metrics.update(eval_metrics(trainer.evaluate()))
         metrics.update(eval_stats.as_dict("eval"))
     save_all_results(training_args.output_dir, metrics)
-    save_run_args(training_args.output_dir,
-                  {"model": model_args, "adaptation": adapt_args, "data": data_args, "samples": sample_args,
-                   "training": training_args},
-                  {**prepared.resolved(), "max_seq_length": max_len, "resumed_from": checkpoint})
     return metrics
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import pytest
 import torch
@@ -44,3 +45,15 @@ def bundled(lang: str, stem: str, n: int | None = None) -> list[dict]:
 def read_jsonl(path) -> list[dict]:
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def load_script(relpath: str):
+    """Import a stage script (not a package module) by its path, as the tests call its ``main``."""
+    import importlib.util
+
+    path = os.path.join(REPO_ROOT, relpath)
+    spec = importlib.util.spec_from_file_location(os.path.basename(relpath)[:-3] + "_script", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module

@@ -9,6 +9,7 @@ import torch
 
 from langadapt.args import AdaptationArguments, ModelArguments
 from langadapt.modeling import prepare_model, save_model
+from langadapt.normalize import NormalizerConfig
 
 # Real Persian words (from Hafez's ghazals) added to the English base tokenizer, so the vocabulary grows.
 PERSIAN_TOKENS = ["دل", "عشق", "یار", "می", "جان", "ساقی", "شب", "گل", "چشم", "دوست", "باده", "زلف"]
@@ -22,6 +23,7 @@ def make_extended_tokenizer(base_dir: str, out_dir: str, new_tokens=PERSIAN_TOKE
     base_size = len(tok)
     tok.add_tokens(list(new_tokens))
     tok.save_pretrained(out_dir)
+    NormalizerConfig().save(out_dir)
     with open(os.path.join(out_dir, "langadapt_tokenizer.json"), "w", encoding="utf-8") as f:
         json.dump({"base_tokenizer": base_dir, "base_vocab_size": base_size, "vocab_size": len(tok),
                    "new_token_ids": [base_size, len(tok)], "kind": "byte_level_bpe"}, f)
@@ -75,3 +77,49 @@ def make_adapter(model_dir: str, tokenizer_dir: str, out_dir: str, mode: str = "
     os.makedirs(out_dir, exist_ok=True)
     save_model(prepared.model, prepared.tokenizer, out_dir, prepared.info)
     return out_dir
+
+
+def sft_argv(model_dir: str, tokenizer_dir: str, data_dir: str, out_dir: str, *extra: str) -> list[str]:
+    """Flags for a seconds-long CPU run of the SFT script (batch 4, 2 steps, no evaluation, no TensorBoard)."""
+    return [
+        "--model_name_or_path", model_dir, "--tokenizer_name_or_path", tokenizer_dir, "--dataset_dir", data_dir,
+        "--output_dir", out_dir, "--per_device_train_batch_size", "4", "--max_steps", "2", "--learning_rate", "1e-3",
+        "--logging_steps", "1", "--save_strategy", "no", "--report_to", "none", "--dataloader_num_workers", "0",
+        "--use_cpu", "--seed", "0", "--max_seq_length", "256", "--pad_vocab_to_multiple_of", "8",
+        "--embedding_init", "mean", "--lora_rank", "4", "--lora_alpha", "8", "--lora_dropout", "0",
+        *extra,
+    ]
+
+
+def pretrain_argv(model_dir: str, tokenizer_dir: str, data_dir: str, out_dir: str, *extra: str) -> list[str]:
+    """Flags for a seconds-long run of pretrain/run_clm_pt_with_peft.py (LoRA, 2 steps)."""
+    return [
+        "--model_name_or_path", model_dir, "--tokenizer_name_or_path", tokenizer_dir, "--dataset_dir", data_dir,
+        "--output_dir", out_dir, "--block_size", "32", "--per_device_train_batch_size", "2", "--max_steps", "2",
+        "--learning_rate", "1e-2", "--save_strategy", "no", "--report_to", "none", "--sample_max_new_tokens", "0",
+        "--dataloader_num_workers", "0", "--use_cpu", "--seed", "0", "--validation_split_percentage", "5",
+        "--training_mode", "lora", "--lora_rank", "4", "--lora_alpha", "8", "--lora_dropout", "0",
+        "--pad_vocab_to_multiple_of", "8", "--embedding_init", "mean", *extra,
+    ]
+
+
+def adapter_tensors(adapter_dir: str) -> dict[str, torch.Tensor]:
+    """Every tensor of an adapter's safetensors file."""
+    from safetensors.torch import load_file
+
+    return load_file(os.path.join(adapter_dir, "adapter_model.safetensors"))
+
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_script(relative_path: str):
+    """Import a stage script (``sft/run_clm_sft_with_peft.py``) as a module, so tests call its ``main([...])``."""
+    import importlib.util
+
+    path = os.path.join(REPO_ROOT, relative_path)
+    name = "script_" + relative_path.replace("/", "_").removesuffix(".py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -386,3 +386,77 @@ def test_pretraining_stage_reads_the_documents(tmp_path, fixture_inputs):
     assert len(docs) == 40
     assert all("\n" in d and _has_persian(d) and any(ch.isascii() and ch.isalpha()
                                                                                    for ch in d) for d in docs)
+
+
+# ------------------------------------------------------------------------------------- recipes (slurm/pipeline.sh)
+
+
+def _pipeline_dry_run(tmp_path, recipe_text=None, recipe=None, *overrides):
+    """``slurm/pipeline.sh --dry-run`` on a recipe (text written to a file, or a shipped one); returns the process."""
+    base = tmp_path / "base"
+    base.mkdir(exist_ok=True)
+    if recipe is None:
+        recipe = _write(tmp_path / "recipe.env", recipe_text)
+    return subprocess.run(
+        ["bash", os.path.join(REPO_ROOT, "slurm", "pipeline.sh"), "--dry-run", recipe, f"BASE_MODEL={base}",
+         f"RUN_DIR={tmp_path / 'run'}", f"LOG_DIR={tmp_path / 'logs'}", "EVAL_DATA_DIR=none", *overrides],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
+
+
+_TWO_STAGES = """STAGES="pt_fa sft"
+PT_FA_KIND=pretrain
+PT_FA_DATASET_DIR=data/fa
+SFT_KIND=sft
+SFT_DATASET_DIR=data/sft
+"""
+
+
+@pytest.mark.parametrize("from_line, missing", [
+    ("SFT_FROM=pt_bi", "pt_bi"),  # no such stage
+    ("SFT_FROM=merged:pt_bi", "pt_bi"),  # merging an adapter nobody trains
+    ("SFT_FROM=sft", "sft"),  # itself
+    ("PT_FA_FROM=sft", "sft"),  # a later stage
+])
+def test_recipe_stage_from_an_adapter_no_earlier_stage_produces(tmp_path, from_line, missing):
+    proc = _pipeline_dry_run(tmp_path, _TWO_STAGES + from_line + "\n")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"starts from '{missing}', which no earlier stage produces" in proc.stderr
+    assert from_line.split("=")[0] in proc.stderr  # names the recipe variable to fix
+    assert "step " not in proc.stdout  # nothing planned or submitted
+
+
+def test_recipe_with_valid_chain_is_planned(tmp_path):
+    proc = _pipeline_dry_run(tmp_path, _TWO_STAGES + "SFT_FROM=pt_fa\n")
+    assert proc.returncode == 0, proc.stderr
+    import re
+
+    assert re.search(r"^step sft: slurm/sft\.sbatch after \[\s*pt_fa\s*\]", proc.stdout, re.M), proc.stdout
+    assert f"PEFT_PATH={tmp_path / 'run' / 'pt_fa'}" in proc.stdout
+
+
+def test_paper_recipe_plans_four_chained_stages(tmp_path):
+    """configs/recipes/paper.env: four stages, each continuing the previous one's adapter, an evaluation after each."""
+    proc = _pipeline_dry_run(tmp_path, None, os.path.join(REPO_ROOT, "configs", "recipes", "paper.env"),
+                             "TOKENIZER_TRAIN_FILE=data/fa", "PT_FA_DATASET_DIR=data/fa",
+                             "SFT_TASK_DATASET_DIR=data/tasks", "EVAL_PERPLEXITY_FILES=fa.txt,en.txt")
+    assert proc.returncode == 0, proc.stderr
+    steps = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("step "):
+            name = line.split()[1].rstrip(":")
+            steps[name] = {"launcher": line.split()[2]}
+        elif line.startswith("    ") and "=" in line:
+            key, _, value = line.strip().partition("=")
+            steps[name][key] = value
+    run = str(tmp_path / "run")
+    assert [s for s in steps if not s.startswith(("eval_", "tokenizer", "merge_", "report"))] == \
+        ["pt_fa", "pt_bi", "sft_bi", "sft_task"]
+    assert [steps[s]["launcher"] for s in ("pt_fa", "pt_bi", "sft_bi", "sft_task")] == \
+        ["slurm/pretrain.sbatch", "slurm/pretrain.sbatch", "slurm/sft.sbatch", "slurm/sft.sbatch"]
+    assert "PEFT_PATH" not in steps["pt_fa"]
+    assert steps["pt_bi"]["PEFT_PATH"] == f"{run}/pt_fa"
+    assert steps["sft_bi"]["PEFT_PATH"] == f"{run}/pt_bi"
+    assert steps["sft_task"]["PEFT_PATH"] == f"{run}/sft_bi"
+    assert steps["pt_bi"]["DATASET_DIR"] == "outputs/paper/parallel/pretrain"
+    assert all(steps[s]["TOKENIZER_NAME_OR_PATH"] == f"{run}/tokenizer" for s in ("pt_fa", "sft_task"))
+    assert {"eval_base", "eval_pt_fa", "eval_pt_bi", "eval_sft_bi", "eval_sft_task", "report"} <= set(steps)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -178,7 +179,7 @@ def test_vocab_size_the_corpus_cannot_support(tmp_path, capsys, sp_base_dir, bpe
     assert_nothing_written(out2)
 
 
-def test_bad_base_folders(tmp_path, capsys, fa_train):
+def test_bad_base_folders(tmp_path, capsys, fa_train, bpe_base_dir):
     out = str(tmp_path / "out")
     common = ["--train_file", fa_train, "--vocab_size", "300", "--output_dir", out]
     nothing = tmp_path / "no_tokenizer"
@@ -195,6 +196,10 @@ def test_bad_base_folders(tmp_path, capsys, fa_train):
     (corrupt / "tokenizer.model").write_text("this is not a sentencepiece model")
     expect_usage_error(extract_vocab.main, [*common, "--base_tokenizer", str(corrupt)], capsys,
                        "tokenizer.model", "not a SentencePiece model")
+    tiktoken_like = tmp_path / "tiktoken_like"  # Llama-3 folders may hold a tiktoken "tokenizer.model"
+    shutil.copytree(bpe_base_dir, tiktoken_like)
+    (tiktoken_like / "tokenizer.model").write_text("IQ== 0\nIg== 1\n")
+    assert detect_kind(str(tiktoken_like)) == "byte_level_bpe"
     with pytest.raises(UsageError, match="not a folder"):
         detect_kind(str(tmp_path / "missing"))
     assert_nothing_written(out)

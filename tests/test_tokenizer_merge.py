@@ -229,6 +229,32 @@ def test_sp_whitespace_pieces_at_minus_1e9_do_not_set_the_floor(tmp_path, bases,
     assert [x for x in probes if sp.encode(x) != _ids(tok, x)] == []
 
 
+def test_sp_base_that_already_has_persian_pieces(tmp_path, texts, english_lines):
+    """Like Llama-2, a base with a few Persian pieces: new pieces can be halves of base pieces (cross merges),
+    and HF must still agree with sentencepiece."""
+    from langadapt import tiny
+
+    fa_train = open(texts["fa_train"], encoding="utf-8").read().split("\n")
+    base = tiny.train_sp_tokenizer(list(english_lines) + fa_train[:600], str(tmp_path / "base"), vocab_size=1500)
+    extra, out = str(tmp_path / "extra"), str(tmp_path / "out")
+    extract_vocab.main(["--train_file", texts["fa_train"], "--vocab_size", "1200", "--base_tokenizer", base,
+                        "--output_dir", extra, "--num_threads", "1"])
+    report = merge.main(["--base_tokenizer", base, "--extra_model", extra, "--output_dir", out,
+                         "--eval_file", texts["fa_eval"], "--eval_file", texts["en_eval"]])
+    assert report["merge"]["details"]["cross_merges"] > 0 and report["merge"]["dropped"]["in_base"] > 50
+    assert report["hf_sp_disagreements"] == 0 and report["changed_base_script_lines"] == 0
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(out, "tokenizer.model"))
+    tok = AutoTokenizer.from_pretrained(out)
+    probes = fa_train[:1500] + STRESS_FA
+    assert [x for x in probes if sp.encode(x) != _ids(tok, x)] == []
+    fresh = tmp_path / "fresh"  # what transformers converts from our tokenizer.model alone agrees too
+    fresh.mkdir()
+    shutil.copy(os.path.join(out, "tokenizer.model"), fresh)
+    (fresh / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LlamaTokenizer", "legacy": False}))
+    converted = AutoTokenizer.from_pretrained(str(fresh))
+    assert [x for x in probes if _ids(converted, x) != _ids(tok, x)] == []
+
+
 def test_new_piece_scores_unit():
     assert new_piece_scores(-31740.0, 3) == [-31741.0, -31742.0, -31743.0]
     assert new_piece_scores(-2.5, 2) == [-4.0, -5.0]
@@ -340,7 +366,7 @@ def test_unigram_addon_and_scripts_any(tmp_path, bases, texts, english_lines):
 # ---------------------------------------------------------------------------------------------------- bad input
 
 
-def test_bad_inputs(tmp_path, capsys, bases, extras, texts):
+def test_bad_inputs(tmp_path, capsys, bases, extras, texts, english_lines):
     out = str(tmp_path / "out")
     sp_base, bpe_base = bases["sentencepiece"], bases["byte_level_bpe"]
 
@@ -377,6 +403,12 @@ def test_bad_inputs(tmp_path, capsys, bases, extras, texts):
         "--eval_file", str(tmp_path / "nope.txt"), fragments=("--eval_file", "nope.txt"))
     run("--base_tokenizer", sp_base, "--extra_model", extras["sentencepiece"], "--output_dir", out,
         "--max_new_pieces", "0", fragments=("--max_new_pieces",))
+    from langadapt import tiny
+
+    unigram = tiny.train_sp_tokenizer(english_lines[:800], str(tmp_path / "unigram_base"), vocab_size=500,
+                                      model_type="unigram")
+    run("--base_tokenizer", unigram, "--extra_model", extras["sentencepiece"], "--output_dir", out,
+        fragments=("--base_tokenizer", "not BPE", "supported"))
     bad_eval = tmp_path / "bad.txt"
     bad_eval.write_bytes("خوب\n".encode("cp1256"))
     run("--base_tokenizer", sp_base, "--extra_model", extras["sentencepiece"], "--output_dir", out,

@@ -142,13 +142,15 @@ write_conf
 # munge: a private key and socket, so a system munged (if any) is neither needed nor touched.
 [[ -s $STATE/munge.key ]] || dd if=/dev/urandom of="$STATE/munge.key" bs=1024 count=1 status=none
 chmod 0600 "$STATE/munge.key"
+# Daemons get no inherited descriptors: not the lock (fd 9, or the next start would wait forever) and not the
+# caller's stdout/stderr (a caller reading them through a pipe would never see end-of-file).
 /usr/sbin/munged --force --socket="$STATE/run/munge.socket" --key-file="$STATE/munge.key" \
     --pid-file="$STATE/run/munged.pid" --log-file="$STATE/log/munged.log" --seed-file="$STATE/munged.seed" \
-    || die "munged did not start; see $STATE/log/munged.log"
+    9>&- </dev/null >>"$STATE/log/start.log" 2>&1 || die "munged did not start; see $STATE/log/munged.log"
 
 export SLURM_CONF=$STATE/slurm.conf
 # -i: ignore state saved by a previous run of this test cluster (old jobs), so every start is clean.
-slurmctld -i || die "slurmctld did not start; see $STATE/log/slurmctld.log"
-slurmd || die "slurmd did not start; see $STATE/log/slurmd.log"
+slurmctld -i 9>&- </dev/null >>"$STATE/log/start.log" 2>&1 || die "slurmctld did not start; see $STATE/log/slurmctld.log"
+slurmd 9>&- </dev/null >>"$STATE/log/start.log" 2>&1 || die "slurmd did not start; see $STATE/log/slurmd.log"
 wait_idle
 print_env
