@@ -279,6 +279,8 @@ def run_config(name: str, args: BenchArguments, tokenizer_size: int, peak_tflops
         gc.collect()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+        # Anything still allocated here (a leak from the previous configuration) would count in this peak.
+        result["memory_at_start_gb"] = torch.cuda.memory_allocated() / 2**30
     model = trainer = None
     try:
         model = build_model(args.shape, weight_dtype, args.device, attn)
@@ -321,6 +323,9 @@ def run_config(name: str, args: BenchArguments, tokenizer_size: int, peak_tflops
     except torch.cuda.OutOfMemoryError as e:
         logger.warning("%s: out of memory: %s", name, str(e).splitlines()[0])
         result.update(oom=True, error=str(e).splitlines()[0], peak_memory_gb=_peak_memory_gb(args.device))
+    except Exception as e:  # noqa: BLE001 - on a lent GPU one broken configuration must not lose the other's numbers
+        logger.exception("%s failed", name)
+        result.update(oom=False, error=f"{type(e).__name__}: {e}".splitlines()[0])
     finally:
         if trainer is not None:
             trainer.accelerator.free_memory()
@@ -345,7 +350,10 @@ def table(report: dict) -> str:
              f"| config | mode | weights / autocast | attention | ckpt | block x batch | trainable / total params "
              f"| tokens/s | {mem} | MFU |", "| --- | --- | --- | --- | --- | --- | --- | ---: | ---: | ---: |"]
     for r in report["runs"].values():
-        params = f"{r['params_trainable'] / 1e6:.1f}M / {r['params_total'] / 1e6:.1f}M" if not r["oom"] else "OOM"
+        if "error" in r:
+            params = "OOM" if r["oom"] else f"error: {r['error'][:60]}"
+        else:
+            params = f"{r['params_trainable'] / 1e6:.1f}M / {r['params_total'] / 1e6:.1f}M"
         lines.append(
             f"| {r['config']} | {r['training_mode']} | {r['weights_dtype']} / {r['autocast']} | {r['attention']} | "
             f"{'yes' if r['gradient_checkpointing'] else 'no'} | {r['block_size']} x {r['micro_batch']} | {params} | "
@@ -365,18 +373,21 @@ def main(argv=None) -> dict:
                                                                 f"{torch.get_num_threads()} threads)"
     logger.info("shape %s on %s, vocabulary %d -> %d", args.shape, device_name, base_vocab, tokenizer_size)
     peak, peak_dtype = measure_peak_tflops(args.device)
-    runs = {name: run_config(name, args, tokenizer_size, peak) for name in args.run_list}
-    ours, seed = runs.get("ours", {}), runs.get("seed", {})
-    ratio = (ours["tokens_per_s"] / seed["tokens_per_s"]) if ours.get("tokens_per_s") and seed.get("tokens_per_s") \
-        else None
     report = {"shape": args.shape, "model_config": SHAPES[args.shape], "device": device_name,
               "device_type": args.device, "torch": torch.__version__, "peak_tflops": peak, "peak_dtype": peak_dtype,
-              "base_vocab_size": base_vocab, "tokenizer_size": tokenizer_size, "runs": runs,
-              "ratio_tokens_per_s": ratio, "args": {k: v for k, v in asdict(args).items()},
+              "base_vocab_size": base_vocab, "tokenizer_size": tokenizer_size, "runs": {},
+              "ratio_tokens_per_s": None, "args": asdict(args),
               "mfu_formula": "full: 6*N*T; frozen base (lora/embeddings): (4*N + 2*N_trainable_linear)*T; N = linear "
                              "weights used in the forward incl. output head and LoRA, input embedding excluded"}
     os.makedirs(args.output_dir, exist_ok=True)
-    write_json(os.path.join(args.output_dir, f"gpu_scale_{args.shape}.json"), report)
+    json_path = os.path.join(args.output_dir, f"gpu_scale_{args.shape}.json")
+    for name in args.run_list:
+        report["runs"][name] = run_config(name, args, tokenizer_size, peak)
+        write_json(json_path, report)  # after each configuration: a run cut off by a time limit keeps the first
+    ours, seed = report["runs"].get("ours", {}), report["runs"].get("seed", {})
+    if ours.get("tokens_per_s") and seed.get("tokens_per_s"):
+        report["ratio_tokens_per_s"] = ours["tokens_per_s"] / seed["tokens_per_s"]
+    write_json(json_path, report)
     md = table(report)
     write_text(os.path.join(args.output_dir, f"gpu_scale_{args.shape}.md"), md)
     print(md)  # the table is this script's output

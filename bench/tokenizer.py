@@ -46,7 +46,8 @@ def measure(name: str, base_dir: str, merged_dir: str, new_range: tuple[int, int
     en_stats, _ = eval_file_stats(en, base, merged, new_range, allowed_chars(ARABIC), sp)
     return {
         "method": name, "seconds": round(seconds, 2), "new_pieces": new_range[1] - new_range[0],
-        "fa_tokens_per_word_base": fa_stats["base_tokens_per_word"], "fa_tokens_per_word": fa_stats["merged_tokens_per_word"],
+        "fa_tokens_per_word_base": fa_stats["base_tokens_per_word"],
+        "fa_tokens_per_word": fa_stats["merged_tokens_per_word"],
         "fa_bytes_per_token": fa_stats["merged_bytes_per_token"],
         "new_pieces_used_share": fa_stats["new_pieces_used_share"],
         "english_lines_changed": en_stats["changed_lines"], "english_lines": en_stats["lines"],

@@ -177,7 +177,9 @@ def read_sft_records(
     for path in files:
         for where, obj in _iter_raw_records(path):
             if not isinstance(obj, dict):
-                raise UsageError(f"{where}: expected an object with 'instruction' and 'output', got {type(obj).__name__}")
+                raise UsageError(
+                    f"{where}: expected an object with 'instruction' and 'output', got {type(obj).__name__}"
+                )
             instruction = _field_text(obj, "instruction", where, required=True)
             output = _field_text(obj, "output", where, required=True)
             inp = _field_text(obj, "input", where, required=False)

@@ -1,4 +1,5 @@
-"""SFT data: reading Alpaca records, masking exactly the prompt, truncation, packing, templates shared with inference."""
+"""SFT data: reading Alpaca records, masking exactly the prompt, truncation, packing, one template for training
+and inference."""
 
 import json
 
@@ -44,7 +45,8 @@ def test_read_json_and_jsonl_with_int_outputs_and_normalization(tmp_path, persia
     "content, name, message",
     [
         ('{"instruction": "a", "output": "b"}', "x.json", r"x.json: a .json file must hold a list of objects"),
-        ('[{"instruction": "a", "output": "b"}, {"instruction": "c"}]', "x.json", r"x.json: record 1: missing 'output'"),
+        ('[{"instruction": "a", "output": "b"}, {"instruction": "c"}]', "x.json",
+         r"x.json: record 1: missing 'output'"),
         ('{"instruction": "a", "output": "b"}\n{"output": "b"}\n', "x.jsonl",
          r"x.jsonl: record at line 2: missing 'instruction'"),
         ('["just text"]', "x.json", r"x.json: record 0: expected an object"),

@@ -116,7 +116,8 @@ def test_base_ids_and_pieces_unchanged(kind, bases, merged):
         {i: t.content for i, t in tok.added_tokens_decoder.items() if i < len(base)}
     if kind == "sentencepiece":
         b, m = _proto(os.path.join(bases[kind], "tokenizer.model")), _proto(os.path.join(d, "tokenizer.model"))
-        assert [(p.piece, p.score, p.type) for p in b.pieces] == [(p.piece, p.score, p.type) for p in m.pieces[:len(b.pieces)]]
+        triples = [(p.piece, p.score, p.type) for p in m.pieces]
+        assert [(p.piece, p.score, p.type) for p in b.pieces] == triples[:len(b.pieces)]
         assert m.trainer_spec.vocab_size == len(m.pieces) == len(tok)
     else:
         with open(os.path.join(bases[kind], "tokenizer.json"), encoding="utf-8") as f:

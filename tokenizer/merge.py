@@ -41,7 +41,8 @@ class MergeArguments:
                 "Arabic). 'any' keeps everything. Default Arabic: no new Latin, digit or punctuation pieces.",
         "nargs": "+"})
     eval_file: list[str] = field(default_factory=list, metadata={
-        "help": "Held-out text for the report (.txt/.jsonl); repeat the flag, e.g. once Persian, once English.", "nargs": "+", "action": "extend"})
+        "help": "Held-out text for the report (.txt/.jsonl); repeat the flag, e.g. once Persian, once English.",
+        "nargs": "+", "action": "extend"})
     text_field: str = field(default="text", metadata={"help": "Field holding the text in .jsonl eval files."})
     overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output_dir."})
 

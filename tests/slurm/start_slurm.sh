@@ -21,13 +21,17 @@ WAIT_S=${LANGADAPT_SLURM_WAIT_S:-60}             # seconds to wait for the node 
 PACKAGES=(munge slurmctld slurmd slurm-client)
 ENV_ONLY=0
 [[ ${1:-} == --env ]] && ENV_ONLY=1
+STARTED=0
 
 log() { echo "start_slurm: $*" >&2; }
 die() { echo "start_slurm: error: $*" >&2; exit 1; }
+# Exit status 3 means "Slurm cannot be installed here" (tests skip on it); anything else non-zero is a real failure.
+cannot_install() { echo "start_slurm: cannot install Slurm: $*" >&2; exit 3; }
 
 print_env() {
     if (( ENV_ONLY )); then
         echo "export SLURM_CONF=$STATE/slurm.conf"
+        echo "LANGADAPT_SLURM_STARTED=$STARTED  # 1: started now (stop_slurm.sh stops it); 0: already running"
     else
         log "ready: node $(hostname -s) is idle; use it with: export SLURM_CONF=$STATE/slurm.conf"
     fi
@@ -47,14 +51,14 @@ install_packages() {
     [[ -x /usr/sbin/munged ]] || missing+=(munged)
     (( ${#missing[@]} )) || return 0
     log "installing ${PACKAGES[*]} (missing: ${missing[*]})"
-    command -v apt-get >/dev/null || die "Slurm is not installed and there is no apt-get; install ${PACKAGES[*]}"
-    [[ $(id -u) -eq 0 ]] || die "Slurm is not installed; run as root or: sudo apt-get install ${PACKAGES[*]}"
+    command -v apt-get >/dev/null || cannot_install "no apt-get; install ${PACKAGES[*]} yourself"
+    [[ $(id -u) -eq 0 ]] || cannot_install "not root; run: sudo apt-get install ${PACKAGES[*]}"
     local apt=(apt-get install -y --no-install-recommends -o DPkg::Lock::Timeout=300)
     if ! DEBIAN_FRONTEND=noninteractive "${apt[@]}" "${PACKAGES[@]}" >"$STATE/apt.log" 2>&1; then
         log "package not found or install failed; running apt-get update first"
         apt-get update -o DPkg::Lock::Timeout=300 >>"$STATE/apt.log" 2>&1 || true
         DEBIAN_FRONTEND=noninteractive "${apt[@]}" "${PACKAGES[@]}" >>"$STATE/apt.log" 2>&1 \
-            || die "apt-get install ${PACKAGES[*]} failed; see $STATE/apt.log"
+            || cannot_install "apt-get install ${PACKAGES[*]} failed; see $STATE/apt.log"
     fi
 }
 
@@ -149,6 +153,7 @@ chmod 0600 "$STATE/munge.key"
     9>&- </dev/null >>"$STATE/log/start.log" 2>&1 || die "munged did not start; see $STATE/log/munged.log"
 
 export SLURM_CONF=$STATE/slurm.conf
+STARTED=1
 # -i: ignore state saved by a previous run of this test cluster (old jobs), so every start is clean.
 slurmctld -i 9>&- </dev/null >>"$STATE/log/start.log" 2>&1 || die "slurmctld did not start; see $STATE/log/slurmctld.log"
 slurmd 9>&- </dev/null >>"$STATE/log/start.log" 2>&1 || die "slurmd did not start; see $STATE/log/slurmd.log"
