@@ -17,6 +17,7 @@ Logic lives in langadapt/parallel.py; see data/README-parallel.md for the bundle
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -75,7 +76,7 @@ def main(argv=None):
         "pretraining": {"file": "pretrain/parallel.jsonl", "documents": len(docs), "layouts": layouts,
                         "ratios": args.layout_ratios},
         "sft": {"file": sft_file, "examples": len(examples), "counts": sft_counts},
-        "normalizer": None if norm is None else norm.__dict__,
+        "normalizer": None if norm is None else dataclasses.asdict(norm),
     }
     with atomic_output_dir(args.output_dir, overwrite=args.overwrite) as tmp:
         _write_jsonl(os.path.join(tmp, "pretrain", "parallel.jsonl"), docs)

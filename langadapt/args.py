@@ -328,3 +328,11 @@ class LangAdaptTrainingArguments(_training_arguments_base()):
                     "(plain `python` makes DeepSpeed look for mpi4py)"
                 )
         super().__post_init__()
+        if self.deepspeed:
+            # Set up the process group now: ZeRO-3 partitions weights inside from_pretrained, and DeepSpeed reads
+            # the world size from torch.distributed then (else: "train_batch_size 4 != 2 * 1 * 1").
+            _ = self.device
+            import deepspeed
+
+            if not deepspeed.comm.is_initialized():  # e.g. --use_cpu: accelerate set up plain DDP, not DeepSpeed
+                deepspeed.init_distributed()

@@ -303,7 +303,8 @@ def prepare_model(model_args: ModelArguments, adapt_args: AdaptationArguments,
     model = load_base_model(model_args)
     model_info = ModelInfo.from_dir(model_args.model_name_or_path) if os.path.isdir(model_args.model_name_or_path) \
         else None
-    rows = model.get_input_embeddings().weight.shape[0]
+    weight = model.get_input_embeddings().weight
+    rows = int(weight.ds_shape[0]) if hasattr(weight, "ds_shape") else int(weight.shape[0])  # ZeRO-3: partitioned
     first_new = check_vocab_fit(
         rows, len(tokenizer), model_info=model_info, tok_info=tok_info,
         same_folder=os.path.abspath(tok_dir) == os.path.abspath(model_args.model_name_or_path),

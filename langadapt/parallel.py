@@ -78,6 +78,13 @@ class PoEntry:
         return "fuzzy" in self.flags
 
 
+def _lines(path: str):
+    """``(line_number, line)`` of a UTF-8 file, without a byte-order mark on the first line (editors on Windows
+    write one; it would otherwise break the first keyword, JSON object or TSV cell)."""
+    for lineno, line in iter_lines(path):
+        yield lineno, (line.lstrip("\ufeff") if lineno == 1 else line)
+
+
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "a": "\a", "b": "\b", "f": "\f", "v": "\v",
             "?": "?", "'": "'"}
 _KEYWORD = re.compile(r"^(msgctxt|msgid_plural|msgid|msgstr(?:\[(\d+)\])?)\s+(\".*)$")
@@ -139,7 +146,7 @@ def parse_po(path: str) -> list[PoEntry]:
         entries.append(cur)
         cur = None
 
-    for lineno, raw in iter_lines(path):
+    for lineno, raw in _lines(path):
         where = f"{path}:{lineno}"
         line = raw.strip()
         obsolete = line.startswith("#~")
@@ -256,7 +263,7 @@ def tsv_pairs(path: str, columns: tuple[str, str] = ("en", "fa")) -> list[Pair]:
     A non-blank row without exactly two columns raises :class:`UsageError` naming ``file:line``.
     """
     out: list[Pair] = []
-    for lineno, line in iter_lines(path):
+    for lineno, line in _lines(path):
         if not line.strip():
             continue
         cells = line.split("\t")
@@ -273,7 +280,7 @@ def tsv_pairs(path: str, columns: tuple[str, str] = ("en", "fa")) -> list[Pair]:
 def jsonl_pairs(path: str, en_field: str = "en", fa_field: str = "fa") -> list[Pair]:
     """Pairs of a JSONL file, one object per line with string fields ``en_field`` and ``fa_field``."""
     out: list[Pair] = []
-    for lineno, line in iter_lines(path):
+    for lineno, line in _lines(path):
         if not line.strip():
             continue
         try:

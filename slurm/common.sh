@@ -216,7 +216,7 @@ la_training_args() {
     opt --warmup_steps "${WARMUP_STEPS:-}"
     opt --lr_scheduler_type "${LR_SCHEDULER_TYPE:-}"
     opt --weight_decay "${WEIGHT_DECAY:-}"
-    bool_opt --gradient_checkpointing "${GRADIENT_CHECKPOINTING:-}"
+    bool_opt --activation_checkpointing "${ACTIVATION_CHECKPOINTING:-}"  # transformers 5 name of gradient_checkpointing
     opt --deepspeed "${DEEPSPEED_CONFIG:-}"
     opt --seed "${SEED:-}"
     opt --logging_steps "${LOGGING_STEPS:-}"

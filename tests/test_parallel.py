@@ -460,3 +460,12 @@ def test_paper_recipe_plans_four_chained_stages(tmp_path):
     assert steps["pt_bi"]["DATASET_DIR"] == "outputs/paper/parallel/pretrain"
     assert all(steps[s]["TOKENIZER_NAME_OR_PATH"] == f"{run}/tokenizer" for s in ("pt_fa", "sft_task"))
     assert {"eval_base", "eval_pt_fa", "eval_pt_bi", "eval_sft_bi", "eval_sft_task", "report"} <= set(steps)
+
+
+def test_byte_order_mark_is_ignored(tmp_path):
+    po = _write(tmp_path / "a.po", "\ufeff" + PO_HEADER + 'msgid "Yes"\nmsgstr "بله"\n')
+    tsv = _write(tmp_path / "a.tsv", "\ufeffNo\tنه\n")
+    jsonl = _write(tmp_path / "a.jsonl", '\ufeff{"en": "Maybe", "fa": "شاید"}\n')
+    out = _run(tmp_path, [po, tsv, jsonl])
+    assert {(p["en"], p["fa"]) for p in _read_jsonl(os.path.join(out, "pairs.jsonl"))} == {
+        ("Yes", "بله"), ("No", "نه"), ("Maybe", "شاید")}

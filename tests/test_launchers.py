@@ -1,0 +1,388 @@
+"""Launchers (slurm/*.sbatch, slurm/pipeline.sh) without a cluster: syntax, shellcheck, the #SBATCH block, every flag
+a launcher passes accepted by the real script's parser, required variables and paths checked before any work, and
+the recipe planner.
+
+Each launcher runs with ``LANGADAPT_DRY_RUN=<file>``: checks and the banner happen as usual, and the commands it
+would run are written to the file instead of run. Each recorded Python command line is then parsed by the script's
+own ``parse_args`` call (the script's ``main`` is run with ``parse_args`` wrapped to stop right after parsing), so
+a renamed or misspelt flag in a launcher fails here, not an hour into a cluster job.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAUNCHERS = ("tokenizer", "pretrain", "sft", "merge", "inference", "report")
+SHELL_FILES = sorted(glob.glob(os.path.join(REPO_ROOT, "slurm", "*.sbatch"))) + [
+    os.path.join(REPO_ROOT, "slurm", "common.sh"),
+    os.path.join(REPO_ROOT, "slurm", "pipeline.sh"),
+    os.path.join(REPO_ROOT, "tests", "slurm", "start_slurm.sh"),
+    os.path.join(REPO_ROOT, "tests", "slurm", "stop_slurm.sh"),
+]
+# STYLE.md: only portable keys in launchers (account and partition come from the command line); --signal/--requeue
+# for preemption and --open-mode=append so a requeued job's log keeps its first part.
+PORTABLE_SBATCH_KEYS = {"job-name", "nodes", "gpus-per-node", "cpus-per-task", "time", "output", "open-mode",
+                        "signal", "requeue"}
+REQUIRED = {
+    "tokenizer": ("BASE_TOKENIZER", "TRAIN_FILE", "VOCAB_SIZE", "OUTPUT_DIR"),
+    "pretrain": ("MODEL_NAME_OR_PATH", "DATASET_DIR", "OUTPUT_DIR"),
+    "sft": ("MODEL_NAME_OR_PATH", "DATASET_DIR", "OUTPUT_DIR"),
+    "merge": ("BASE_MODEL", "LORA_MODEL", "OUTPUT_DIR"),
+    "inference": ("BASE_MODEL", "PREDICTIONS_DIR"),
+    "report": ("RUN_DIR",),
+}
+
+
+class _Parsed(Exception):
+    """Raised by the wrapped parse_args once the script's parser accepted the arguments."""
+
+
+def _clean_env(extra: dict[str, str]) -> dict[str, str]:
+    """A minimal environment: no launcher variable or Slurm variable leaks in from the test runner."""
+    env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ}
+    env["LANGADAPT_ROOT"] = REPO_ROOT
+    env.update(extra)
+    return env
+
+
+def _run_launcher(name: str, variables: dict[str, str], tmp_path, extra_args: tuple[str, ...] = ()):
+    record = tmp_path / f"{name}.commands"
+    env = _clean_env({**variables, "LANGADAPT_DRY_RUN": str(record)})
+    proc = subprocess.run(["bash", os.path.join(REPO_ROOT, "slurm", f"{name}.sbatch"), *extra_args], env=env,
+                          capture_output=True, text=True, timeout=60)
+    commands = [shlex.split(line) for line in record.read_text().splitlines()] if record.exists() else []
+    return proc, commands
+
+
+def _script_argv(command: list[str]) -> tuple[str, list[str]]:
+    """(script path, its arguments) of a recorded command line (python, torchrun or srun + torchrun)."""
+    for i, token in enumerate(command):
+        if token.endswith(".py"):
+            return token, command[i + 1:]
+    raise AssertionError(f"no Python script in {command}")
+
+
+def _parse_with_script(script: str, argv: list[str], monkeypatch) -> tuple:
+    """Run the script's main(argv) until its parse_args returns; return the parsed dataclasses."""
+    spec = importlib.util.spec_from_file_location(f"_launcher_check_{os.path.basename(script)[:-3]}", script)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses resolve string annotations through it
+    spec.loader.exec_module(module)
+    real = module.parse_args
+    parsed = {}
+
+    def parse_and_stop(*args, **kwargs):
+        parsed["result"] = real(*args, **kwargs)
+        raise _Parsed
+
+    monkeypatch.setattr(module, "parse_args", parse_and_stop)
+    with pytest.raises(_Parsed):
+        module.main(argv)
+    return parsed["result"]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> dict[str, str]:
+    """Paths every launcher's checks accept (the parsers do not load models, so folders are enough)."""
+    root = tmp_path_factory.mktemp("launcher_inputs")
+    paths = {}
+    for d in ("model", "tokenizer", "adapter_a", "adapter_b", "data", "testset", "run/predictions/base",
+              "run/predictions/sft"):
+        (root / d).mkdir(parents=True)
+        paths[d] = str(root / d)
+    for f in ("fa.txt", "en.txt", "dev.jsonl"):
+        (root / f).write_text("x\n")
+        paths[f] = str(root / f)
+    paths["run"] = str(root / "run")
+    paths["out"] = str(root / "out")
+    return paths
+
+
+def _variables(name: str, p: dict[str, str]) -> dict[str, str]:
+    """Every variable of each launcher set to a non-default value, so every flag it can pass is exercised."""
+    training = {"PER_DEVICE_TRAIN_BATCH_SIZE": "2", "GRADIENT_ACCUMULATION_STEPS": "3", "LEARNING_RATE": "1e-4",
+                "NUM_TRAIN_EPOCHS": "2", "MAX_STEPS": "5", "WARMUP_STEPS": "0.1", "LR_SCHEDULER_TYPE": "linear",
+                "WEIGHT_DECAY": "0.01", "PRECISION": "fp32", "ACTIVATION_CHECKPOINTING": "false", "SEED": "7",
+                "LOGGING_STEPS": "1", "EVAL_STRATEGY": "steps", "EVAL_STEPS": "2", "SAVE_STEPS": "2",
+                "SAVE_TOTAL_LIMIT": "1", "REPORT_TO": "none", "LORA_RANK": "4", "LORA_ALPHA": "8",
+                "LORA_DROPOUT": "0.1", "TORCH_DTYPE": "float32", "TRAINING_MODE": "lora",
+                "EMBEDDING_INIT": "mean", "MODEL_NAME_OR_PATH": p["model"], "TOKENIZER_NAME_OR_PATH": p["tokenizer"],
+                "PEFT_PATH": p["adapter_a"], "OUTPUT_DIR": p["out"]}
+    return {
+        "tokenizer": {"BASE_TOKENIZER": p["model"], "TRAIN_FILE": f"{p['fa.txt']},{p['data']}", "VOCAB_SIZE": "300",
+                      "OUTPUT_DIR": p["out"], "MODEL_TYPE": "bpe", "INPUT_SENTENCE_SIZE": "100", "NUM_THREADS": "1",
+                      "LANGUAGE": "fa", "MAX_NEW_PIECES": "50", "SCRIPTS": "Arabic Latin",
+                      "EVAL_FILE": f"{p['fa.txt']},{p['en.txt']}", "OVERWRITE": "true"},
+        "pretrain": {**training, "DATASET_DIR": f"{p['data']}:0.8,{p['testset']}:0.2", "DATA_CACHE_DIR": p["run"],
+                     "PAD_VOCAB_TO_MULTIPLE_OF": "8", "BLOCK_SIZE": "64", "VALIDATION_SPLIT_PERCENTAGE": "5",
+                     "PREPROCESSING_NUM_WORKERS": "1", "SAMPLE_PROMPTS_FILE": p["fa.txt"]},
+        "sft": {**training, "DATASET_DIR": p["data"], "VALIDATION_FILE": p["dev.jsonl"], "TEMPLATE": "alpaca",
+                "MAX_SEQ_LENGTH": "128"},
+        "merge": {"BASE_MODEL": p["model"], "LORA_MODEL": f"{p['adapter_a']},{p['adapter_b']}", "OUTPUT_DIR": p["out"],
+                  "TOKENIZER_NAME_OR_PATH": p["tokenizer"], "OUTPUT_DTYPE": "float32", "MAX_SHARD_SIZE": "500MB",
+                  "CHECK_PROMPTS": "2", "TOLERANCE": "1e-3", "OVERWRITE_OUTPUT_DIR": "true"},
+        "inference": {"BASE_MODEL": p["model"], "LORA_MODEL": f"{p['adapter_a']},{p['adapter_b']}",
+                      "TOKENIZER_PATH": p["tokenizer"], "DATA_DIR": p["testset"], "PREDICTIONS_DIR": p["out"],
+                      "BATCH_SIZE": "4", "MAX_NEW_TOKENS": "8", "SCORING": "loglik", "TEMPLATE": "alpaca",
+                      "TORCH_DTYPE": "float32", "PERPLEXITY_FILES": f"{p['fa.txt']},{p['en.txt']}",
+                      "PERPLEXITY_DIR": p["run"] + "/ppl", "PERPLEXITY_NAME": "sft", "PERPLEXITY_MAX_WORDS": "100"},
+        "report": {"RUN_DIR": p["run"], "TIMINGS_DIR": p["run"] + "/timings"},
+    }[name]
+
+
+EXPECTED_SCRIPTS = {
+    "tokenizer": ["tokenizer/extract_vocab.py", "tokenizer/merge.py"],
+    "pretrain": ["pretrain/run_clm_pt_with_peft.py"],
+    "sft": ["sft/run_clm_sft_with_peft.py"],
+    "merge": ["inference/merge_lora.py"],
+    "inference": ["inference/inference.py", "inference/score.py", "inference/perplexity.py"],
+    "report": ["inference/score.py", "inference/report.py"],
+}
+
+
+@pytest.mark.parametrize("path", SHELL_FILES, ids=lambda p: os.path.relpath(p, REPO_ROOT))
+def test_bash_syntax(path):
+    proc = subprocess.run(["bash", "-n", path], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def shellcheck() -> str:
+    """Debian's shellcheck, installed here when missing (as the Slurm tests install Slurm)."""
+    exe = shutil.which("shellcheck")
+    if exe is None and shutil.which("apt-get") and os.geteuid() == 0:
+        cmd = ["apt-get", "install", "-y", "--no-install-recommends", "-o", "DPkg::Lock::Timeout=300", "shellcheck"]
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        if subprocess.run(cmd, capture_output=True, env=env).returncode != 0:
+            subprocess.run(["apt-get", "update"], capture_output=True, env=env)
+            subprocess.run(cmd, capture_output=True, env=env)
+        exe = shutil.which("shellcheck")
+    if exe is None:
+        reason = "shellcheck is not installed and cannot be installed here (apt-get install shellcheck)"
+        if os.environ.get("LANGADAPT_REQUIRE_SLURM") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return exe
+
+
+def test_shellcheck(shellcheck):
+    rel = [os.path.relpath(p, REPO_ROOT) for p in SHELL_FILES]
+    proc = subprocess.run([shellcheck, "-x", *rel], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("name", LAUNCHERS)
+def test_sbatch_block_first_and_portable(name):
+    lines = open(os.path.join(REPO_ROOT, "slurm", f"{name}.sbatch"), encoding="utf-8").read().splitlines()
+    assert lines[0] == "#!/bin/bash"
+    block = []
+    for line in lines[1:]:
+        if not line.startswith("#SBATCH"):
+            break
+        block.append(line)
+    keys = {re.match(r"#SBATCH --([a-z-]+)", line).group(1) for line in block}
+    assert {"job-name", "nodes", "time", "output"} <= keys, block
+    assert keys <= PORTABLE_SBATCH_KEYS, f"non-portable #SBATCH keys: {keys - PORTABLE_SBATCH_KEYS}"
+    assert "#SBATCH --output=logs/%x-%j.out" in block
+    # No #SBATCH line after the block: sbatch would silently ignore it.
+    assert not any(line.startswith("#SBATCH") for line in lines[1 + len(block):])
+    text = "\n".join(lines)
+    assert "set -euo pipefail" in text
+    if "--requeue" in text:
+        assert re.search(r"#SBATCH --signal=B:USR1@\d+", text)
+
+
+@pytest.mark.parametrize("name", LAUNCHERS)
+def test_every_flag_accepted_by_the_script_parser(name, inputs, tmp_path, monkeypatch):
+    variables = _variables(name, inputs)
+    extra = ("--logging_first_step",) if name in ("pretrain", "sft") else ()
+    proc, commands = _run_launcher(name, variables, tmp_path, extra)
+    assert proc.returncode == 0, proc.stderr
+    scripts = [os.path.relpath(_script_argv(c)[0], REPO_ROOT) for c in commands]
+    assert scripts == EXPECTED_SCRIPTS[name]
+    # The banner names every resolved setting.
+    for var, value in variables.items():
+        assert f"{var}={value}" in proc.stderr, var
+    monkeypatch.setenv("WORLD_SIZE", "1")  # only for --deepspeed's launcher check; harmless otherwise
+    for command in commands:
+        script, argv = _script_argv(command)
+        parsed = _parse_with_script(script, argv, monkeypatch)
+        assert parsed, script
+        if script.endswith(("run_clm_pt_with_peft.py", "run_clm_sft_with_peft.py")):
+            training = parsed[-1]
+            assert training.logging_first_step, "extra launcher arguments must reach the script"
+            assert (training.learning_rate, training.max_steps, training.gradient_accumulation_steps) == (1e-4, 5, 3)
+            assert parsed[1].lora_rank == 4 and parsed[0].model_name_or_path == inputs["model"]
+
+
+def test_pretrain_deepspeed_and_precision_flags_parse(inputs, tmp_path, monkeypatch):
+    variables = {**_variables("pretrain", inputs), "PRECISION": "",
+                 "DEEPSPEED_CONFIG": os.path.join(REPO_ROOT, "configs", "deepspeed", "zero2.json")}
+    if not os.path.isfile(variables["DEEPSPEED_CONFIG"]):
+        pytest.skip("configs/deepspeed/zero2.json not there yet")
+    proc, commands = _run_launcher("pretrain", variables, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    script, argv = _script_argv(commands[0])
+    assert "--bf16" not in argv and "--fp16" not in argv, "no GPU here: PRECISION must default to fp32"
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    training = _parse_with_script(script, argv, monkeypatch)[-1]
+    assert training.deepspeed == variables["DEEPSPEED_CONFIG"]
+
+
+@pytest.mark.parametrize("name,var", [(n, v) for n, vs in REQUIRED.items() for v in vs])
+def test_missing_required_variable_stops_before_work(name, var, inputs, tmp_path):
+    variables = _variables(name, inputs)
+    del variables[var]
+    proc, commands = _run_launcher(name, variables, tmp_path)
+    assert proc.returncode != 0
+    assert commands == []
+    message = proc.stderr.strip().splitlines()[-1]
+    assert var in message and "e.g." in message, message
+    assert "===" not in proc.stderr, "the banner must not start before the required variables are checked"
+
+
+@pytest.mark.parametrize("name,var", [("pretrain", "DATASET_DIR"), ("sft", "PEFT_PATH"), ("tokenizer", "TRAIN_FILE"),
+                                      ("merge", "LORA_MODEL"), ("inference", "PERPLEXITY_FILES"),
+                                      ("pretrain", "DEEPSPEED_CONFIG")])
+def test_missing_path_caught_in_the_banner_step(name, var, inputs, tmp_path):
+    variables = {**_variables(name, inputs), var: f"{inputs['data']},/nonexistent/{var.lower()}"}
+    proc, commands = _run_launcher(name, variables, tmp_path)
+    assert proc.returncode == 2
+    assert commands == []
+    assert var in proc.stderr and f"/nonexistent/{var.lower()}" in proc.stderr, proc.stderr
+
+
+def test_usr1_outside_slurm_is_logged_and_ignored(tmp_path):
+    """The preemption trap must not kill a local run (bash slurm/x.sbatch) that receives SIGUSR1."""
+    script = tmp_path / "t.sh"
+    script.write_text(f'set -euo pipefail\nLANGADAPT_ROOT={REPO_ROOT}\nsource "$LANGADAPT_ROOT/slurm/common.sh"\n'
+                      'kill -USR1 $$\nla_exec true\necho survived\n')
+    proc = subprocess.run(["bash", str(script)], env=_clean_env({}), capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert "survived" in proc.stdout and "SIGUSR1 outside Slurm" in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------- pipeline.sh
+
+
+def _pipeline(args: list[str], tmp_path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", os.path.join(REPO_ROOT, "slurm", "pipeline.sh"), *args], cwd=tmp_path,
+                          env=_clean_env(env or {}), capture_output=True, text=True, timeout=60)
+
+
+def _plan(stdout: str) -> dict[str, dict]:
+    """{step: {"launcher", "after": [...], "vars": {VAR: value}}} from --dry-run output (last assignment wins)."""
+    plan, current = {}, None
+    for line in stdout.splitlines():
+        m = re.match(r"step (\S+): slurm/(\S+)\.sbatch after \[(.*)\]$", line)
+        if m:
+            current = plan.setdefault(m.group(1), {"launcher": m.group(2), "after": m.group(3).split(), "vars": {}})
+        elif line.startswith("    ") and current is not None:
+            key, _, value = line.strip().partition("=")
+            current["vars"][key] = value
+    return plan
+
+
+def test_example_recipe_plan(inputs, tmp_path):
+    proc = _pipeline(["--dry-run", os.path.join(REPO_ROOT, "configs", "recipes", "example.env"),
+                      f"BASE_MODEL={inputs['model']}", f"RUN_DIR={tmp_path}/run"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    plan = _plan(proc.stdout)
+    run = f"{tmp_path}/run"
+    assert list(plan) == ["tokenizer", "eval_base", "eval_base_merged", "pt_fa", "eval_pt_fa", "pt_bi", "eval_pt_bi",
+                          "sft_bi", "eval_sft_bi", "merge_sft_bi", "sft_task", "eval_sft_task", "merge_sft_task",
+                          "report"]
+    assert plan["pt_fa"]["launcher"] == "pretrain" and plan["sft_task"]["launcher"] == "sft"
+    # Stage 2 and 3 continue the previous adapter; stage 4 starts a new adapter on the merged stage-3 model.
+    assert plan["pt_bi"]["vars"]["PEFT_PATH"] == f"{run}/pt_fa"
+    assert plan["sft_bi"]["vars"]["PEFT_PATH"] == f"{run}/pt_bi"
+    assert "PEFT_PATH" not in plan["sft_task"]["vars"]
+    assert plan["sft_task"]["vars"]["MODEL_NAME_OR_PATH"] == f"{run}/sft_bi_merged"
+    assert plan["merge_sft_bi"]["vars"]["LORA_MODEL"] == f"{run}/sft_bi"
+    assert plan["sft_task"]["after"] == ["tokenizer", "merge_sft_bi"]
+    assert plan["pt_fa"]["vars"]["TOKENIZER_NAME_OR_PATH"] == f"{run}/tokenizer"
+    assert plan["pt_fa"]["vars"]["LEARNING_RATE"] == "2e-4" and plan["pt_fa"]["vars"]["MAX_STEPS"] == "200"
+    assert plan["eval_sft_task"]["vars"]["BASE_MODEL"] == f"{run}/sft_bi_merged"
+    assert plan["eval_sft_task"]["vars"]["LORA_MODEL"] == f"{run}/sft_task"
+    assert plan["eval_base_merged"]["vars"]["DATA_DIR"] == "none"
+    assert plan["eval_pt_fa"]["vars"]["PERPLEXITY_DIR"] == f"{run}/perplexity/pt_fa"
+    assert set(plan["report"]["after"]) == {"eval_base", "eval_base_merged", "eval_pt_fa", "eval_pt_bi",
+                                            "eval_sft_bi", "eval_sft_task", "merge_sft_task"}
+    compare = plan["report"]["vars"]["COMPARE"].split()
+    assert [c.split("=")[0] for c in compare] == ["base", "pt_fa", "pt_bi", "sft_bi", "sft_task"]
+
+
+def test_stage_prefixes_do_not_leak(inputs, tmp_path):
+    """Stage pt's variables are PT_*, but not stage pt_fa's PT_FA_* (no FA_... variables in stage pt)."""
+    recipe = tmp_path / "r.env"
+    recipe.write_text(f"RUN_DIR={tmp_path}/run\nBASE_MODEL={inputs['model']}\nSTAGES='pt pt_fa'\nEVAL_DATA_DIR=none\n"
+                      f"PT_KIND=pretrain\nPT_DATASET_DIR=d1\nPT_FA_KIND=pretrain\nPT_FA_DATASET_DIR=d2\n"
+                      "PT_FA_TRAINING_MODE=full\nMERGE_FINAL=true\n")
+    proc = _pipeline(["--dry-run", str(recipe)], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    plan = _plan(proc.stdout)
+    assert plan["pt"]["vars"]["DATASET_DIR"] == "d1" and not any(k.startswith("FA_") for k in plan["pt"]["vars"])
+    assert plan["pt_fa"]["vars"]["DATASET_DIR"] == "d2"
+    # A full-model stage: no merge at the end, nothing to evaluate (EVAL_DATA_DIR=none, no perplexity files).
+    assert list(plan) == ["pt", "pt_fa", "report"]
+
+
+@pytest.mark.parametrize("line,message", [
+    ("SFT_FROM=merged:nothing", "SFT_FROM=merged:nothing: stage 'sft' starts from 'nothing', which no earlier stage"),
+    ("SFT_FROM=sft", "which no earlier stage produces"),
+    ("PT_KIND=train", "PT_KIND=train: must be pretrain or sft"),
+    ("STAGES='pt eval'", "stage name 'eval' is reserved"),
+    ("STAGES='pt Sft'", "stage name 'Sft'"),
+    ("PT_DATASET_DIR=", "set PT_DATASET_DIR"),
+])
+def test_bad_recipe_stops_before_anything(line, message, inputs, tmp_path):
+    recipe = tmp_path / "r.env"
+    recipe.write_text(f"RUN_DIR={tmp_path}/run\nBASE_MODEL={inputs['model']}\nSTAGES='pt sft'\n"
+                      "PT_KIND=pretrain\nPT_DATASET_DIR=d\nSFT_KIND=sft\nSFT_DATASET_DIR=d\n" + line + "\n")
+    proc = _pipeline([str(recipe)], tmp_path)  # Slurm mode: it must fail before calling sbatch
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr
+    assert not os.path.exists(tmp_path / "run"), "nothing may be written for a bad recipe"
+
+
+def test_missing_recipe_variable(tmp_path):
+    recipe = tmp_path / "r.env"
+    recipe.write_text("STAGES=pt\n")
+    proc = _pipeline(["--dry-run", str(recipe)], tmp_path)
+    assert proc.returncode != 0 and "RUN_DIR" in proc.stderr and "e.g." in proc.stderr
+
+
+@pytest.mark.parametrize("recipe", sorted(glob.glob(os.path.join(REPO_ROOT, "configs", "recipes", "*.env"))),
+                         ids=os.path.basename)
+def test_every_shipped_recipe_plans(recipe, inputs, tmp_path):
+    """Every bundled recipe is a valid plan (its data paths may not exist yet: --dry-run does not need them).
+    Values a recipe leaves to the command line get placeholders here."""
+    text = open(recipe, encoding="utf-8").read()
+    overrides = [f"BASE_MODEL={inputs['model']}", f"RUN_DIR={tmp_path}/run"]
+    for var in re.findall(r"^([A-Z0-9_]+_DATASET_DIR|TOKENIZER_TRAIN_FILE)=\$\{\1:-\}", text, flags=re.M):
+        overrides.append(f"{var}={inputs['data']}")
+    proc = _pipeline(["--dry-run", recipe, *overrides], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    plan = _plan(proc.stdout)
+    assert "report" in plan and "eval_base" in plan
+    for step in plan.values():
+        assert os.path.isfile(os.path.join(REPO_ROOT, "slurm", step["launcher"] + ".sbatch"))
+
+
+def test_recipe_format_documented_at_top_of_pipeline():
+    head = open(os.path.join(REPO_ROOT, "slurm", "pipeline.sh"), encoding="utf-8").read().split("set -euo")[0]
+    for key in ("RUN_DIR", "BASE_MODEL", "STAGES", "_KIND", "_FROM", "merged:", "TOKENIZER_", "EVAL_", "MERGE_",
+                "SBATCH_ARGS", "configs/recipes/example.env"):
+        assert key in head, key
+    json.dumps(head)  # plain text

@@ -1,0 +1,229 @@
+"""The launchers on a real single-node Slurm (started by tests/slurm/start_slurm.sh), on the tiny model.
+
+* The whole chain through ``slurm/pipeline.sh``: tokenizer -> pretrain -> merge -> sft -> merge, inference + scoring +
+  perplexity for the base model and after each stage, the final table and report. Every launcher runs under sbatch.
+* A failing stage cancels everything that depends on it (afterok + --kill-on-invalid-dep).
+* Preemption: a pretraining job sent SIGUSR1 (what ``#SBATCH --signal=B:USR1@300`` delivers) requeues itself,
+  resumes from its last checkpoint with SLURM_RESTART_COUNT=1, and ends in the same state as an uninterrupted job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+
+import pytest
+
+from _slurm_helpers import REPO_ROOT, TEST_SBATCH_ARGS, slurm  # noqa: F401  (slurm is a fixture)
+
+pytestmark = [pytest.mark.slow, pytest.mark.slurm]
+
+# Tiny-model settings shared by the tests: 2 optimizer steps, no mid-run evaluation, fp32 on CPU.
+TINY_TRAINING = {"BLOCK_SIZE": "64", "PER_DEVICE_TRAIN_BATCH_SIZE": "2", "GRADIENT_ACCUMULATION_STEPS": "1",
+                 "MAX_STEPS": "2", "EVAL_STRATEGY": "no", "SAVE_STEPS": "2", "LOGGING_STEPS": "1",
+                 "LORA_RANK": "4", "LORA_ALPHA": "8", "ACTIVATION_CHECKPOINTING": "false", "REPORT_TO": "none",
+                 "PAD_VOCAB_TO_MULTIPLE_OF": "8", "WARMUP_STEPS": "0"}
+
+
+def _write_json_records(path: str, records: list[dict]) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(records, f, ensure_ascii=False)
+
+
+def _first_records(path: str, n: int) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        if path.endswith(".jsonl"):
+            return [json.loads(line) for line in f if line.strip()][:n]
+        return json.load(f)[:n]
+
+
+@pytest.fixture(scope="module")
+def tiny_inputs(tmp_path_factory, tiny_model_dir, persian_lines, english_lines) -> dict[str, str]:
+    """Persian text, instruction data, two tiny test sets and held-out text, all from the repo's real data."""
+    root = tmp_path_factory.mktemp("slurm_inputs")
+    paths = {"model": tiny_model_dir, "root": str(root)}
+    os.makedirs(root / "fa")
+    (root / "fa" / "fa.txt").write_text("\n".join(persian_lines[:300]) + "\n", encoding="utf-8")
+    paths["fa_dir"] = str(root / "fa")
+    (root / "heldout").mkdir()
+    (root / "heldout" / "fa.txt").write_text("\n".join(persian_lines[-20:]) + "\n", encoding="utf-8")
+    (root / "heldout" / "en.txt").write_text("\n".join(english_lines[-20:]) + "\n", encoding="utf-8")
+    paths["ppl_files"] = f"{root}/heldout/fa.txt,{root}/heldout/en.txt"
+    sft = []
+    for name in ("sentiment", "translation_fa_en"):
+        sft += _first_records(os.path.join(REPO_ROOT, "data", "demo", f"{name}.jsonl"), 8)
+    _write_json_records(str(root / "sft" / "train.json"), sft)
+    paths["sft_dir"] = str(root / "sft")
+    # Two small test sets, one per language, so the table has task x language columns.
+    _write_json_records(str(root / "testset" / "fa" / "sentiment.json"),
+                        _first_records(os.path.join(REPO_ROOT, "data", "testset", "fa", "sentiment.json"), 3))
+    _write_json_records(str(root / "testset" / "en" / "translation_en_fa.json"),
+                        _first_records(os.path.join(REPO_ROOT, "data", "testset", "en", "translation_en_fa.json"), 2))
+    paths["testset"] = str(root / "testset")
+    return paths
+
+
+def _recipe(path, lines: dict[str, str]) -> str:
+    with open(path, "w", encoding="utf-8") as f:
+        for key, value in lines.items():
+            f.write(f"{key}={json.dumps(value)}\n")  # a JSON string is a valid double-quoted bash string here
+    return str(path)
+
+
+def _stage_vars(prefix: str, values: dict[str, str]) -> dict[str, str]:
+    return {f"{prefix}_{k}": v for k, v in values.items()}
+
+
+def _submit_pipeline(slurm, recipe: str, tmp_path) -> dict[str, str]:
+    """Run pipeline.sh (Slurm mode); return {step: job id} from the table it prints."""
+    proc = slurm.run(["bash", os.path.join(REPO_ROOT, "slurm", "pipeline.sh"), recipe], cwd=str(tmp_path))
+    jobs = {}
+    for line in proc.stdout.splitlines():
+        m = re.match(r"^(\S+)\s+(\d+)(\s|$)", line)
+        if m:
+            jobs[m.group(1)] = m.group(2)
+    assert jobs, proc.stdout + proc.stderr
+    return jobs
+
+
+def test_pipeline_chain_completes_with_final_table(slurm, tiny_inputs, tmp_path):
+    run = tmp_path / "run"
+    recipe = _recipe(tmp_path / "chain.env", {
+        "RUN_DIR": str(run), "BASE_MODEL": tiny_inputs["model"], "STAGES": "pretrain sft",
+        "LOG_DIR": str(tmp_path / "logs"), "SBATCH_ARGS": " ".join(TEST_SBATCH_ARGS),
+        "TOKENIZER_TRAIN_FILE": tiny_inputs["fa_dir"], "TOKENIZER_VOCAB_SIZE": "1200",
+        "TOKENIZER_EVAL_FILE": tiny_inputs["ppl_files"],
+        "PRETRAIN_KIND": "pretrain", "PRETRAIN_DATASET_DIR": tiny_inputs["fa_dir"],
+        **_stage_vars("PRETRAIN", TINY_TRAINING),
+        # SFT on a new adapter over the merged pretraining model: exercises merge.sbatch inside the chain.
+        "SFT_KIND": "sft", "SFT_FROM": "merged:pretrain", "SFT_DATASET_DIR": tiny_inputs["sft_dir"],
+        "SFT_MAX_SEQ_LENGTH": "128", **_stage_vars("SFT", TINY_TRAINING),
+        "EVAL_DATA_DIR": tiny_inputs["testset"], "EVAL_MAX_NEW_TOKENS": "4", "EVAL_BATCH_SIZE": "4",
+        "EVAL_PERPLEXITY_FILES": tiny_inputs["ppl_files"], "EVAL_PERPLEXITY_MAX_WORDS": "200",
+        "MERGE_FINAL": "true",
+    })
+    jobs = _submit_pipeline(slurm, recipe, tmp_path)
+    assert list(jobs) == ["tokenizer", "eval_base", "eval_base_merged", "pretrain", "eval_pretrain",
+                          "merge_pretrain", "sft", "eval_sft", "merge_sft", "report"]
+    for step, job in jobs.items():
+        info = slurm.wait(job, timeout=420)
+        assert info["JobState"] == "COMPLETED" and slurm.exit_code(info) == 0, f"{step}\n{slurm.log_tail(info)}"
+
+    # The final table: rows base + each stage, columns task x language.
+    table = json.load(open(run / "scores" / "comparison.json", encoding="utf-8"))
+    markdown = (run / "scores" / "comparison.md").read_text(encoding="utf-8")
+    for row in ("base", "pretrain", "sft"):
+        assert re.search(rf"^\|\s*{row}\s*\|", markdown, flags=re.M), markdown
+    assert len(table["columns"]) == 2, table["columns"]
+    assert (run / "scores" / "comparison.png").stat().st_size > 0
+    report = (run / "report.md").read_text(encoding="utf-8")
+    assert "Task scores" in report and "Held-out perplexity" in report
+    # Every stage's output, the merged models, perplexity per stage, and the wall times.
+    assert (run / "tokenizer" / "langadapt_tokenizer.json").is_file()
+    for stage in ("pretrain", "sft"):
+        assert (run / stage / "adapter_model.safetensors").is_file()
+        assert (run / f"{stage}_merged" / "merge_report.json").is_file()
+        assert (run / "predictions" / stage / "scores.json").is_file()
+    for name in ("base", "base_merged", "pretrain", "sft"):
+        assert (run / "perplexity" / name / "perplexity.json").is_file(), name
+    timings = json.load(open(run / "timings.json", encoding="utf-8"))
+    assert set(jobs) - {"report"} <= set(timings["stages"]), timings
+    # Provenance: the job id reached the stage's run_args.json; the banner logged the restart count.
+    run_args = json.load(open(run / "pretrain" / "run_args.json", encoding="utf-8"))
+    assert run_args["run"]["slurm_job_id"] == jobs["pretrain"]
+    assert "SLURM_RESTART_COUNT=0" in open(slurm.show(jobs["pretrain"])["StdOut"], encoding="utf-8").read()
+
+
+def test_failing_stage_cancels_the_rest_of_the_chain(slurm, tiny_inputs, tmp_path):
+    run = tmp_path / "run"
+    recipe = _recipe(tmp_path / "fail.env", {
+        "RUN_DIR": str(run), "BASE_MODEL": tiny_inputs["model"], "STAGES": "pretrain sft",
+        "LOG_DIR": str(tmp_path / "logs"), "SBATCH_ARGS": " ".join(TEST_SBATCH_ARGS), "EVAL_DATA_DIR": "none",
+        # A dataset folder that is gone by the time the job starts: the launcher's banner step stops it (exit 2).
+        "PRETRAIN_KIND": "pretrain", "PRETRAIN_DATASET_DIR": str(tmp_path / "gone"),
+        "SFT_KIND": "sft", "SFT_DATASET_DIR": tiny_inputs["sft_dir"], "MERGE_FINAL": "true",
+    })
+    jobs = _submit_pipeline(slurm, recipe, tmp_path)
+    assert list(jobs) == ["pretrain", "sft", "merge_sft", "report"]
+    info = slurm.wait(jobs["pretrain"], timeout=120)
+    assert info["JobState"] == "FAILED" and slurm.exit_code(info) == 2, slurm.log_tail(info)
+    assert "DATASET_DIR" in open(info["StdOut"], encoding="utf-8").read()
+    for step in ("sft", "merge_sft", "report"):
+        dep = slurm.wait(jobs[step], timeout=60)
+        assert dep["JobState"] == "CANCELLED", f"{step}: {dep.get('JobState')} ({dep.get('Reason')})"
+    assert not (run / "sft").exists()
+
+
+def _adapter_tensors(folder) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(os.path.join(folder, "adapter_model.safetensors"))
+
+
+def _last_loss(folder) -> tuple[int, float]:
+    state = json.load(open(os.path.join(folder, "trainer_state.json"), encoding="utf-8"))
+    logged = [e for e in state["log_history"] if "loss" in e]
+    return state["global_step"], logged[-1]["loss"]
+
+
+def test_usr1_preemption_requeues_and_resumes_to_the_same_state(slurm, tiny_inputs, tmp_path):
+    # Long enough (24 steps, a checkpoint every 4) that the signal lands mid-run, short enough for a test.
+    settings = {**TINY_TRAINING, "MAX_STEPS": "24", "SAVE_STEPS": "4", "BLOCK_SIZE": "128",
+                "PER_DEVICE_TRAIN_BATCH_SIZE": "4", "GRADIENT_ACCUMULATION_STEPS": "4", "SAVE_TOTAL_LIMIT": "10"}
+    env = {**settings, "MODEL_NAME_OR_PATH": tiny_inputs["model"], "DATASET_DIR": tiny_inputs["fa_dir"],
+           "DATA_CACHE_DIR": str(tmp_path / "cache")}
+    logs = str(tmp_path / "logs")
+    script = os.path.join(REPO_ROOT, "slurm", "pretrain.sbatch")
+    reference = slurm.submit([script], env={**env, "OUTPUT_DIR": str(tmp_path / "reference")}, log_dir=logs)
+    out = tmp_path / "preempted"
+    job = slurm.submit([script], env={**env, "OUTPUT_DIR": str(out)}, log_dir=logs)
+
+    # Send the warning signal once the first checkpoint exists (what --signal=B:USR1@300 does before the limit).
+    deadline = time.monotonic() + 300
+    while not (out / "checkpoint-4" / "trainer_state.json").is_file():
+        info = slurm.show(job)
+        assert info.get("JobState") in ("PENDING", "RUNNING"), slurm.log_tail(info)
+        assert time.monotonic() < deadline, "no checkpoint-4 after 300 s"
+        time.sleep(0.2)
+    slurm.run(["scancel", "--signal=USR1", "--batch", job])
+    info = slurm.wait(job, timeout=60, states={"PENDING", "REQUEUED", "COMPLETED", "FAILED"})
+    assert info["JobState"] != "COMPLETED", "the job finished before the signal took effect; make it longer"
+    info = slurm.wait(job, timeout=60, states={"PENDING"})
+    assert info["Restarts"] == "1", info
+    # Slurm holds a requeued batch job for about 120 s (BeginTime); release it now instead of waiting.
+    slurm.run(["scontrol", "update", f"JobId={job}", "StartTime=now"])
+
+    for job_id in (job, reference):
+        info = slurm.wait(job_id, timeout=420)
+        assert info["JobState"] == "COMPLETED" and slurm.exit_code(info) == 0, slurm.log_tail(info)
+    log = open(slurm.show(job)["StdOut"], encoding="utf-8").read()
+    assert "SLURM_RESTART_COUNT=0" in log and "SLURM_RESTART_COUNT=1" in log, "both runs logged, in one file"
+    assert "requeueing job" in log
+    run_args = json.load(open(out / "run_args.json", encoding="utf-8"))
+    assert run_args["run"]["slurm_restart_count"] == "1"
+    assert "checkpoint-" in str(run_args["resolved"]["resumed_from"]), run_args["resolved"]["resumed_from"]
+
+    # Same final state as the uninterrupted run: step, last logged loss, adapter weights.
+    step, loss = _last_loss(out)
+    ref_step, ref_loss = _last_loss(tmp_path / "reference")
+    assert step == ref_step == 24
+    assert loss == pytest.approx(ref_loss, abs=1e-5)
+    got, want = _adapter_tensors(out), _adapter_tensors(tmp_path / "reference")
+    assert got.keys() == want.keys()
+    for name in want:
+        assert (got[name] - want[name]).abs().max().item() < 1e-5, name
+
+
+def test_sbatch_without_required_variable_fails_naming_it(slurm, tmp_path):
+    """sbatch slurm/x.sbatch by hand (no pipeline): the launcher finds its checkout from the job's Command, and a
+    missing required variable fails the job at once with the variable and an example named."""
+    logs = str(tmp_path / "logs")
+    os.makedirs(logs)
+    job = slurm.submit([os.path.join(REPO_ROOT, "slurm", "report.sbatch")], env={}, log_dir=logs)
+    info = slurm.wait(job, timeout=60)
+    assert info["JobState"] == "FAILED"
+    text = open(info["StdOut"], encoding="utf-8").read()
+    assert "RUN_DIR" in text and "e.g." in text
