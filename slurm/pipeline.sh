@@ -194,7 +194,9 @@ step() {
             id=${id%%;*}
             JOB[$name]=$id
             PLAN+=("$name=$id")
-            printf '%-24s %-10s %s\n' "$name" "$id" "${ids[*]:+afterok:${ids[*]}}"
+            local after=
+            ((${#ids[@]})) && after="afterok:$(IFS=:; echo "${ids[*]}")"
+            printf '%-24s %-10s %s\n' "$name" "$id" "$after"
             ;;
     esac
 }

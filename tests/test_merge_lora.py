@@ -8,8 +8,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from _sft_helpers import instruction_records, load_script, make_adapter, make_extended_tokenizer, sft_argv, \
-    write_dataset
+from _sft_helpers import (  # noqa: F401 (one_torch_thread is an autouse fixture)
+    instruction_records, load_script, make_adapter, make_extended_tokenizer, one_torch_thread, sft_argv,
+    write_dataset,
+)
 from langadapt import tiny
 from langadapt.adapters import grow_embeddings, load_with_adapters
 from langadapt.cli import UsageError

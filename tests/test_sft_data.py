@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from _sft_helpers import instruction_records, write_dataset
+from _sft_helpers import instruction_records, one_torch_thread, write_dataset  # noqa: F401 (autouse fixture)
 from langadapt.cli import UsageError
 from langadapt.normalize import NormalizerConfig
 from langadapt.sft_data import (

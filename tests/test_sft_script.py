@@ -8,9 +8,9 @@ import os
 import pytest
 import torch
 
-from _sft_helpers import (
-    adapter_tensors, instruction_records, load_script, make_extended_tokenizer, pretrain_argv, sft_argv,
-    write_dataset,
+from _sft_helpers import (  # noqa: F401 (one_torch_thread is an autouse fixture)
+    adapter_tensors, instruction_records, load_script, make_extended_tokenizer, one_torch_thread, pretrain_argv,
+    sft_argv, write_dataset,
 )
 from langadapt.cli import UsageError
 

@@ -82,7 +82,7 @@ def _submit_pipeline(slurm, recipe: str, tmp_path) -> dict[str, str]:
     proc = slurm.run(["bash", os.path.join(REPO_ROOT, "slurm", "pipeline.sh"), recipe], cwd=str(tmp_path))
     jobs = {}
     for line in proc.stdout.splitlines():
-        m = re.match(r"^(\S+)\s+(\d+)(\s|$)", line)
+        m = re.match(r"^(\S+)\s+(\d+)(\s+afterok:[\d:]+)?\s*$", line)
         if m:
             jobs[m.group(1)] = m.group(2)
     assert jobs, proc.stdout + proc.stderr
@@ -94,7 +94,7 @@ def test_pipeline_chain_completes_with_final_table(slurm, tiny_inputs, tmp_path)
     recipe = _recipe(tmp_path / "chain.env", {
         "RUN_DIR": str(run), "BASE_MODEL": tiny_inputs["model"], "STAGES": "pretrain sft",
         "LOG_DIR": str(tmp_path / "logs"), "SBATCH_ARGS": " ".join(TEST_SBATCH_ARGS),
-        "TOKENIZER_TRAIN_FILE": tiny_inputs["fa_dir"], "TOKENIZER_VOCAB_SIZE": "1200",
+        "TOKENIZER_TRAIN_FILE": tiny_inputs["fa_dir"], "TOKENIZER_VOCAB_SIZE": "1050",
         "TOKENIZER_EVAL_FILE": tiny_inputs["ppl_files"],
         "PRETRAIN_KIND": "pretrain", "PRETRAIN_DATASET_DIR": tiny_inputs["fa_dir"],
         **_stage_vars("PRETRAIN", TINY_TRAINING),
