@@ -24,7 +24,9 @@ Batching: :class:`PaddingCollator` pads to the longest example of a batch (lengt
 ``DataCollatorWithFlattening`` concatenates a batch into one row whose position ids restart at every example.
 transformers' attention-mask builder reads the restarts as example boundaries and builds a block-diagonal causal
 mask (sdpa/eager), or passes sequence boundaries to FlashAttention-2, so packed examples never attend to each
-other; the first label of every example is -100, so no example predicts the next one's first token.
+other; the first label of every example is -100, so no example predicts the next one's first token. Caveat found
+in transformers 5.24: the restarts are only read when the model runs without a KV cache, so training must set
+``model.config.use_cache = False`` (the SFT script does).
 """
 
 from __future__ import annotations
@@ -153,7 +155,10 @@ def _iter_raw_records(path: str) -> Iterator[tuple[str, Any]]:
     except UnicodeDecodeError:
         raise UsageError(f"{path}: not UTF-8 text; re-encode it as UTF-8") from None
     except json.JSONDecodeError as e:
-        raise UsageError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+        raise UsageError(
+            f"{path}:{e.lineno}: not valid JSON ({e.msg}); a .json file must be one list of objects "
+            "(name it .jsonl for one object a line)"
+        ) from None
     if not isinstance(data, list):
         raise UsageError(
             f"{path}: a .json file must hold a list of objects, got a {type(data).__name__}; "

@@ -13,7 +13,9 @@ Templates:
 * ``none``: instruction and input joined by a blank line, no wrapper (the seed's inference without
   ``--with_prompt``).
 
-The response the model is trained on follows the prompt directly, and ends with the tokenizer's EOS token.
+The response the model is trained on follows the prompt directly, and ends with the tokenizer's EOS token
+(after the template's end-of-turn text for ``chat``: :func:`response_suffix`). Prompts are turned into token ids
+by :func:`encode_prompts` in both stages, so special tokens are added the same way (a chat template writes its own).
 """
 
 from __future__ import annotations

@@ -127,7 +127,7 @@ def _variables(name: str, p: dict[str, str]) -> dict[str, str]:
         "pretrain": {**training, "DATASET_DIR": f"{p['data']}:0.8,{p['testset']}:0.2", "DATA_CACHE_DIR": p["run"],
                      "PAD_VOCAB_TO_MULTIPLE_OF": "8", "BLOCK_SIZE": "64", "VALIDATION_SPLIT_PERCENTAGE": "5",
                      "PREPROCESSING_NUM_WORKERS": "1", "SAMPLE_PROMPTS_FILE": p["fa.txt"]},
-        "sft": {**training, "DATASET_DIR": p["data"], "VALIDATION_FILE": p["dev.jsonl"], "TEMPLATE": "alpaca",
+        "sft": {**training, "DATASET_DIR": p["data"], "PAD_VOCAB_TO_MULTIPLE_OF": "16", "VALIDATION_FILE": p["dev.jsonl"], "TEMPLATE": "alpaca",
                 "MAX_SEQ_LENGTH": "128"},
         "merge": {"BASE_MODEL": p["model"], "LORA_MODEL": f"{p['adapter_a']},{p['adapter_b']}", "OUTPUT_DIR": p["out"],
                   "TOKENIZER_NAME_OR_PATH": p["tokenizer"], "OUTPUT_DTYPE": "float32", "MAX_SHARD_SIZE": "500MB",

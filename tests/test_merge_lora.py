@@ -9,8 +9,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from _sft_helpers import (  # noqa: F401 (one_torch_thread is an autouse fixture)
-    instruction_records, load_script, make_adapter, make_extended_tokenizer, one_torch_thread, sft_argv,
-    write_dataset,
+    adapter_tensors, instruction_records, load_script, make_adapter, make_extended_tokenizer, one_torch_thread,
+    pretrain_argv, sft_argv, write_dataset,
 )
 from langadapt import tiny
 from langadapt.adapters import grow_embeddings, load_with_adapters
@@ -191,3 +191,24 @@ def test_low_memory_refuses_what_it_does_not_implement(tmp_path, tiny_model_dir,
         merge_lora.main(["--base_model", tiny_model_dir, "--lora_model", adapter, "--output_dir",
                          str(tmp_path / "m"), "--low_memory"])
     assert not (tmp_path / "m").exists()
+
+
+def test_pretrain_then_sft_then_merge_on_a_tied_model(tmp_path, tiny_tied_model_dir, ext_tok_dir, persian_lines):
+    """The bundled default's path (SmolLM2 ties its head): pretraining script -> SFT continuing the same adapter ->
+    merge; the merged table is the trained one, still tied, and the logits match."""
+    pretrain = load_script("pretrain/run_clm_pt_with_peft.py")
+    sft = load_script("sft/run_clm_sft_with_peft.py")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "fa.txt").write_text("\n".join(persian_lines[:400]) + "\n", encoding="utf-8")
+    pt, sft_out, merged = str(tmp_path / "pt"), str(tmp_path / "sft"), str(tmp_path / "merged")
+    pretrain.main(pretrain_argv(tiny_tied_model_dir, ext_tok_dir, str(corpus), pt))
+    data = write_dataset(str(tmp_path / "data"), instruction_records(persian_lines, 8))
+    sft.main(sft_argv(tiny_tied_model_dir, ext_tok_dir, data, sft_out, "--peft_path", pt, "--training_mode", "lora"))
+    report = merge_lora.main(["--base_model", tiny_tied_model_dir, "--lora_model", sft_out, "--output_dir", merged])
+    assert report.passed and report.max_abs_diff < 1e-4
+    model = AutoModelForCausalLM.from_pretrained(merged)
+    assert model.config.tie_word_embeddings
+    trained = adapter_tensors(sft_out)["base_model.model.model.embed_tokens.weight"]
+    torch.testing.assert_close(model.get_input_embeddings().weight, trained, rtol=0, atol=0)
+    assert not torch.equal(trained, adapter_tensors(pt)["base_model.model.model.embed_tokens.weight"])

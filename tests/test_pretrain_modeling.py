@@ -278,3 +278,32 @@ def test_model_info_round_trip(tmp_path):
     info.save(str(tmp_path))
     assert ModelInfo.from_dir(str(tmp_path)) == info
     assert ModelInfo.from_dir(str(tmp_path / "nope")) is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["bpe", "sp"])
+def test_subtoken_init_on_the_tokenizer_stage_output(kind, request, tmp_path, persian_lines):
+    """With the real tokenizer stage (extract_vocab.py + merge.py): every new piece splits into base pieces."""
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    base_dir = request.getfixturevalue(f"{kind}_base_dir")
+    model_dir = request.getfixturevalue("tiny_model_dir" if kind == "bpe" else "tiny_sp_model_dir")
+    corpus = tmp_path / "fa.txt"
+    corpus.write_text("\n".join(persian_lines[:3000]) + "\n", encoding="utf-8")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    for cmd in (["tokenizer/extract_vocab.py", "--train_file", str(corpus), "--vocab_size", "1500",
+                 "--base_tokenizer", base_dir, "--output_dir", str(tmp_path / "addon")],
+                ["tokenizer/merge.py", "--base_tokenizer", base_dir, "--extra_model", str(tmp_path / "addon"),
+                 "--output_dir", str(tmp_path / "tok")]):
+        subprocess.run([sys.executable, *cmd], check=True, cwd=repo, env=env, capture_output=True, timeout=600)
+    base_emb, base_head = base_tables(model_dir)
+    p = prepare(model_dir, str(tmp_path / "tok"))
+    base_tok = AutoTokenizer.from_pretrained(base_dir)
+    n = len(base_tok)
+    assert p.resize.first_new_id == n and len(p.tokenizer) > n + 100 and not p.resize.subtoken_fallbacks
+    emb = p.model.get_input_embeddings().weight
+    for i in range(n, len(p.tokenizer), 7):
+        ids = [t.id for t in base_tok.backend_tokenizer.model.tokenize(p.tokenizer.convert_ids_to_tokens(i))]
+        torch.testing.assert_close(emb[i], base_emb[ids].mean(0))

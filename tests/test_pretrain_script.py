@@ -257,9 +257,27 @@ def test_bad_input_fails_cleanly_naming_the_flag(case, tiny_model_dir, ext_dir, 
     assert (sorted(os.listdir(out)) if os.path.isdir(out) else None) == before  # nothing half-written
 
 
-def test_cli_exit_code_and_message(tmp_path, tiny_model_dir, corpus):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    r = subprocess.run([sys.executable, SCRIPT, *base_argv(tiny_model_dir, str(tmp_path / "nope"), corpus,
-                                                           str(tmp_path / "o"))],
-                       capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
-    assert r.returncode == 2 and "error: --tokenizer_name_or_path" in r.stderr and "Traceback" not in r.stderr
+def test_cli_exit_code_and_message(tmp_path, tiny_model_dir, corpus, capsys):
+    """What `python pretrain/run_clm_pt_with_peft.py ...` does on bad input: `error: ...` on stderr, exit 2."""
+    from langadapt.cli import run_main
+
+    with pytest.raises(SystemExit) as e:
+        run_main(pretrain.main, base_argv(tiny_model_dir, str(tmp_path / "nope"), corpus, str(tmp_path / "o")))
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "error: --tokenizer_name_or_path" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_weighted_mix_is_logged_and_recorded(streaming, tiny_model_dir, ext_dir, corpus, english_lines, tmp_path):
+    en = write_corpus(str(tmp_path / "en"), english_lines, n=600)
+    out = str(tmp_path / "mix")
+    extra = ["--streaming", "--max_eval_blocks", "4"] if streaming else ["--data_cache_dir", str(tmp_path / "cache")]
+    pretrain.main(base_argv(tiny_model_dir, ext_dir, f"{corpus}:0.8,{en}:0.2", out, *extra))
+    run_args = read(os.path.join(out, "run_args.json"))
+    assert run_args["data"]["dataset_dir"] == f"{corpus}:0.8,{en}:0.2"
+    sources = run_args["resolved"]["data"]["sources"]
+    assert [s["weight"] for s in sources] == pytest.approx([0.8, 0.2])
+    assert run_args["resolved"]["data"]["streaming"] is streaming
+    if not streaming:
+        assert abs(sources[0]["drawn_share"] - 0.8) < 0.1 and sources[0]["cache_hit"] is False
+    assert read(os.path.join(out, "all_results.json"))["train_loss"] > 0

@@ -101,6 +101,9 @@ def test_pipeline_chain_completes_with_final_table(slurm, tiny_inputs, tmp_path)
         # SFT on a new adapter over the merged pretraining model: exercises merge.sbatch inside the chain.
         "SFT_KIND": "sft", "SFT_FROM": "merged:pretrain", "SFT_DATASET_DIR": tiny_inputs["sft_dir"],
         "SFT_MAX_SEQ_LENGTH": "128", **_stage_vars("SFT", TINY_TRAINING),
+        # Workaround: with subtoken_mean, a merged model whose padded table already covers the tokenizer fails in
+        # langadapt.embeddings.resize_and_init ("needs the base tokenizer"; no row is new). Reported; drop when fixed.
+        "SFT_EMBEDDING_INIT": "mean",
         "EVAL_DATA_DIR": tiny_inputs["testset"], "EVAL_MAX_NEW_TOKENS": "4", "EVAL_BATCH_SIZE": "4",
         "EVAL_PERPLEXITY_FILES": tiny_inputs["ppl_files"], "EVAL_PERPLEXITY_MAX_WORDS": "200",
         "MERGE_FINAL": "true",
