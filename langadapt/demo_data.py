@@ -22,6 +22,8 @@ Folder written by :func:`build_demo_data` (all text normalized with the default 
     sft/hafez_interpretation.jsonl  {"instruction", "input", "output"}: training ghazal -> its interpretation
     sft/<task>.jsonl             copies of data/demo/*.jsonl (normalized)
     words/fa_words.txt           the most frequent hazm words, one a line (only when hazm_words > 0)
+    testset/<lang>/<task>.json   the first testset_per_file items of each bundled test set (data/testset/<lang>/),
+                                 so a CPU run generates for a few items per task
     manifest.json                settings, source fingerprints and counts; written last, so its presence means done
 
 :func:`prepare_demo_data` reuses a finished folder with the same settings and sources, and otherwise rebuilds it under
@@ -53,6 +55,7 @@ MANIFEST = "manifest.json"
 HAZM_INSTALL_HINT = "install it with `pip install --no-deps hazm==0.10.0` (or run `make setup`)"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUNDLED_DIR = os.path.join(REPO_ROOT, "data", "demo")
+TESTSET_DIR = os.path.join(REPO_ROOT, "data", "testset")
 HAFEZ_INSTRUCTION = "این غزل حافظ را بخوان و پیام آن را به زبان ساده و امروزی بنویس."
 _SENTENCE_END = re.compile(r"(?<=[.!؟?])\s+")
 _PERSIAN_WORD = re.compile(r"^[\u0600-\u06ff\u200c]+$")
@@ -89,6 +92,13 @@ class DemoDataConfig:
     bundled_dir: str = field(
         default=BUNDLED_DIR, metadata={"help": "Folder of the bundled instruction sets (*.jsonl) copied to sft/."}
     )
+    testset_dir: str = field(default=TESTSET_DIR, metadata={"help": "Test sets to take the evaluation subset from."})
+    testset_languages: str = field(
+        default="fa", metadata={"help": "Comma-separated language folders of --testset_dir copied to testset/."}
+    )
+    testset_per_file: int = field(
+        default=4, metadata={"help": "Items kept from each test file (the first ones); 0 keeps them all."}
+    )
 
     def __post_init__(self) -> None:
         for name in ("heldout_fraction", "english_heldout_fraction"):
@@ -96,7 +106,7 @@ class DemoDataConfig:
                 raise ValueError(f"--{name} must be between 0 and 1 (exclusive), got {getattr(self, name)}")
         if self.english_replay_fraction < 0:
             raise ValueError(f"--english_replay_fraction must be >= 0, got {self.english_replay_fraction}")
-        for name in ("sft_hafez_examples", "hazm_words"):
+        for name in ("sft_hafez_examples", "hazm_words", "testset_per_file"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
         for name in ("sft_poem_lines", "sft_answer_sentences"):
@@ -173,6 +183,37 @@ def hazm_top_words(n: int) -> list[str]:
     return [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
 
 
+def testset_files(cfg: DemoDataConfig) -> list[str]:
+    """The test files copied (in part) to testset/: ``<testset_dir>/<lang>/*.json(l)`` for each language."""
+    files = []
+    for lang in [x.strip() for x in cfg.testset_languages.split(",") if x.strip()]:
+        found = sorted(glob.glob(os.path.join(cfg.testset_dir, lang, "*.json")) +
+                       glob.glob(os.path.join(cfg.testset_dir, lang, "*.jsonl")))
+        if not found:
+            raise UsageError(f"--testset_languages {lang}: {os.path.join(cfg.testset_dir, lang)} holds no .json/.jsonl "
+                             "test sets")
+        files += found
+    return files
+
+
+def testset_subset(cfg: DemoDataConfig, out: str) -> dict[str, int]:
+    """Copy the first ``testset_per_file`` records of each test file to ``out/testset/<lang>/<stem>.json``."""
+    from langadapt.evaldata import load_testset
+
+    counts = {}
+    for path in testset_files(cfg):
+        load_testset(path)  # validates the file (names file and record on error)
+        with open(path, encoding="utf-8") as f:
+            records = [json.loads(line) for line in f if line.strip()] if path.endswith(".jsonl") else json.load(f)
+        if cfg.testset_per_file:
+            records = records[: cfg.testset_per_file]
+        rel = os.path.relpath(path, cfg.testset_dir)
+        target = os.path.join(out, "testset", os.path.splitext(rel)[0] + ".json")
+        write_json(target, records)
+        counts[os.path.splitext(rel)[0]] = len(records)
+    return counts
+
+
 def _jsonl(path: str, records: list[dict]) -> None:
     write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
@@ -192,8 +233,11 @@ def fingerprint(cfg: DemoDataConfig) -> dict:
         sources["hazm"] = _file_digest(package_data_file("hazm", "data/words.dat", HAZM_INSTALL_HINT))
     for path in sorted(glob.glob(os.path.join(cfg.bundled_dir, "*.jsonl"))):
         sources[f"bundled/{os.path.basename(path)}"] = _file_digest(path)
+    for path in testset_files(cfg):
+        sources[f"testset/{os.path.relpath(path, cfg.testset_dir)}"] = _file_digest(path)
     settings = dataclasses.asdict(cfg)
     settings["bundled_dir"] = os.path.abspath(cfg.bundled_dir)
+    settings["testset_dir"] = os.path.abspath(cfg.testset_dir)
     return {"format_version": FORMAT_VERSION, "settings": settings, "sources": sources}
 
 
@@ -236,6 +280,7 @@ def build_demo_data(cfg: DemoDataConfig, out: str) -> dict:
         "sft_examples": {"hafez_interpretation": len(sft_pairs[: cfg.sft_hafez_examples]),
                          **{stem: len(r) for stem, r in sets.items()}},
     }
+    counts["testset_items"] = testset_subset(cfg, out)
     if cfg.hazm_words:
         top = hazm_top_words(cfg.hazm_words)
         write_text(os.path.join(out, "words", "fa_words.txt"), "".join(w + "\n" for w in top))

@@ -321,12 +321,10 @@ def prepare_model(model_args: ModelArguments, adapt_args: AdaptationArguments,
     resize = resize_and_init(model, tokenizer, init=adapt_args.embedding_init,
                              pad_to_multiple_of=adapt_args.pad_vocab_to_multiple_of, base_tokenizer=base_tok,
                              first_new_id=first_new)
-    parents: list[str] = list(model_info.parent_adapters) if model_info and model_info.is_adapter else []
-    merged: list[str] = []
+    parents: list[str] = []
+    continued = False
     if parent is not None:
-        model, parents, merged, continued = _attach_parent(model, adapt_args, resize, parent, gradient_checkpointing)
-    else:
-        continued = False
+        model, parents, continued = _attach_parent(model, adapt_args, resize, parent, gradient_checkpointing)
     if not continued:
         model = apply_training_mode(model, adapt_args, resize, gradient_checkpointing)
     small_adapter_saves(model)
@@ -335,7 +333,7 @@ def prepare_model(model_args: ModelArguments, adapt_args: AdaptationArguments,
         base_model_name_or_path=model_args.model_name_or_path, base_embedding_rows=resize.base_rows,
         tokenizer_size=resize.tokenizer_size, embedding_rows=resize.embedding_rows,
         training_mode=adapt_args.training_mode, embedding_init=adapt_args.embedding_init, is_adapter=is_adapter,
-        parent_adapters=parents if is_adapter else [], merged_adapters=[] if is_adapter else parents + merged,
+        parent_adapters=parents if is_adapter else [], merged_adapters=[] if is_adapter else parents,
     )
     trainable, total = count_parameters(model)
     normalizer = NormalizerConfig.from_dir(tok_dir) if os.path.isdir(tok_dir) else NormalizerConfig()
@@ -377,7 +375,11 @@ def _adapter_rows(peft_path: str) -> int | None:
 
 
 def _attach_parent(model, adapt_args, resize: ResizeReport, parent: dict, gradient_checkpointing: bool):
-    """Continue ``--peft_path`` (same adapter type as the mode) or merge it into the base and train on top."""
+    """Continue ``--peft_path`` (same adapter type as the mode) or merge it into the base and train on top.
+
+    Returns ``(model, parent_adapters, continued)``. A continued adapter replaces ``--peft_path`` (it starts from
+    its weights), so its parents are ``--peft_path``'s own; a merged one becomes a parent of the new adapter.
+    """
     from peft import PeftModel
 
     path, info = parent["path"], parent["info"]
@@ -393,11 +395,11 @@ def _attach_parent(model, adapt_args, resize: ResizeReport, parent: dict, gradie
         if gradient_checkpointing:
             model.enable_input_require_grads()
         logger.info("continuing adapter %s (%s)", path, parent["peft_type"])
-        return PeftModel.from_pretrained(model, path, is_trainable=True), chain, [], True
+        return PeftModel.from_pretrained(model, path, is_trainable=True), chain, True
     logger.info("merging adapter %s (%s) into the base before %s training", path, parent["peft_type"],
                 adapt_args.training_mode)
     merged = PeftModel.from_pretrained(model, path).merge_and_unload()
-    return merged, chain + [os.path.abspath(path)], [], False
+    return merged, chain + [os.path.abspath(path)], False
 
 
 def log_model_summary(resize: ResizeReport, mode: str, trainable: int, total: int) -> None:

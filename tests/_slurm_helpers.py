@@ -61,6 +61,7 @@ class SlurmCluster:
         Returns the job id."""
         opts = ["sbatch", "--parsable", *TEST_SBATCH_ARGS]
         if log_dir:
+            os.makedirs(log_dir, exist_ok=True)  # Slurm fails a job whose --output folder is missing
             opts.append(f"--output={log_dir}/%x-%j.out")
         out = self.run(opts + list(args), env=env).stdout.strip()
         return out.split(";")[0]

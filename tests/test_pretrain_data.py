@@ -211,3 +211,13 @@ def test_bad_data_input_names_the_problem(case, tmp_path, tok, bpe_base_dir):
         load(data_args(path), tok, bpe_base_dir, block_size=64)
     if case in ("bad_utf8", "bad_json"):
         assert ":2:" in str(e.value)  # file and line
+
+
+@pytest.mark.parametrize("kind", ["bpe", "sp"])
+def test_fast_encoding_matches_the_tokenizer_call(kind, request, persian_lines, english_lines):
+    from langadapt.data import encode_texts
+
+    t = AutoTokenizer.from_pretrained(request.getfixturevalue(f"{kind}_base_dir"))
+    t.add_tokens([" دل"])
+    texts = persian_lines[:300] + english_lines[:300] + ["  two leading spaces", " دل و جان", "a\u200cb", ""]
+    assert encode_texts(t, texts) == t(texts, add_special_tokens=False)["input_ids"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import time
 
 import pytest
@@ -173,16 +174,17 @@ def _last_loss(folder) -> tuple[int, float]:
 
 
 def test_usr1_preemption_requeues_and_resumes_to_the_same_state(slurm, tiny_inputs, tmp_path):
-    # Long enough (24 steps, a checkpoint every 4) that the signal lands mid-run, short enough for a test.
-    settings = {**TINY_TRAINING, "MAX_STEPS": "24", "SAVE_STEPS": "4", "BLOCK_SIZE": "128",
+    # Long enough (40 steps, a checkpoint every 4) that the signal lands mid-run, short enough for a test.
+    settings = {**TINY_TRAINING, "MAX_STEPS": "40", "SAVE_STEPS": "4", "BLOCK_SIZE": "128",
                 "PER_DEVICE_TRAIN_BATCH_SIZE": "4", "GRADIENT_ACCUMULATION_STEPS": "4", "SAVE_TOTAL_LIMIT": "10"}
-    env = {**settings, "MODEL_NAME_OR_PATH": tiny_inputs["model"], "DATASET_DIR": tiny_inputs["fa_dir"],
-           "DATA_CACHE_DIR": str(tmp_path / "cache")}
+    env = {**settings, "MODEL_NAME_OR_PATH": tiny_inputs["model"], "DATASET_DIR": tiny_inputs["fa_dir"]}
     logs = str(tmp_path / "logs")
     script = os.path.join(REPO_ROOT, "slurm", "pretrain.sbatch")
-    reference = slurm.submit([script], env={**env, "OUTPUT_DIR": str(tmp_path / "reference")}, log_dir=logs)
+    reference = slurm.submit([script], log_dir=logs, env={**env, "OUTPUT_DIR": str(tmp_path / "reference"),
+                                                          "DATA_CACHE_DIR": str(tmp_path / "cache_reference")})
     out = tmp_path / "preempted"
-    job = slurm.submit([script], env={**env, "OUTPUT_DIR": str(out)}, log_dir=logs)
+    job = slurm.submit([script], log_dir=logs, env={**env, "OUTPUT_DIR": str(out),
+                                                    "DATA_CACHE_DIR": str(tmp_path / "cache_preempted")})
 
     # Send the warning signal once the first checkpoint exists (what --signal=B:USR1@300 does before the limit).
     deadline = time.monotonic() + 300
@@ -202,7 +204,7 @@ def test_usr1_preemption_requeues_and_resumes_to_the_same_state(slurm, tiny_inpu
     for job_id in (job, reference):
         info = slurm.wait(job_id, timeout=420)
         assert info["JobState"] == "COMPLETED" and slurm.exit_code(info) == 0, slurm.log_tail(info)
-    log = open(slurm.show(job)["StdOut"], encoding="utf-8").read()
+    log = open(slurm.show(job)["StdOut"], encoding="utf-8", errors="replace").read()  # a kill can cut a character
     assert "SLURM_RESTART_COUNT=0" in log and "SLURM_RESTART_COUNT=1" in log, "both runs logged, in one file"
     assert "requeueing job" in log
     run_args = json.load(open(out / "run_args.json", encoding="utf-8"))
@@ -212,7 +214,7 @@ def test_usr1_preemption_requeues_and_resumes_to_the_same_state(slurm, tiny_inpu
     # Same final state as the uninterrupted run: step, last logged loss, adapter weights.
     step, loss = _last_loss(out)
     ref_step, ref_loss = _last_loss(tmp_path / "reference")
-    assert step == ref_step == 24
+    assert step == ref_step == 40
     assert loss == pytest.approx(ref_loss, abs=1e-5)
     got, want = _adapter_tensors(out), _adapter_tensors(tmp_path / "reference")
     assert got.keys() == want.keys()
@@ -230,3 +232,31 @@ def test_sbatch_without_required_variable_fails_naming_it(slurm, tmp_path):
     assert info["JobState"] == "FAILED"
     text = open(info["StdOut"], encoding="utf-8").read()
     assert "RUN_DIR" in text and "e.g." in text
+
+
+@pytest.mark.slow
+def test_local_pipeline_runs_and_a_rerun_skips_finished_steps(tiny_inputs, tmp_path):
+    """``pipeline.sh --local`` (what the demo uses): the same launchers with bash, one after another; run again, every
+    finished step is skipped. Needs no Slurm."""
+    run = tmp_path / "run"
+    recipe = _recipe(tmp_path / "local.env", {
+        "RUN_DIR": str(run), "BASE_MODEL": tiny_inputs["model"], "STAGES": "pretrain",
+        "LOG_DIR": str(tmp_path / "logs"), "PRETRAIN_KIND": "pretrain", "PRETRAIN_DATASET_DIR": tiny_inputs["fa_dir"],
+        **_stage_vars("PRETRAIN", TINY_TRAINING), "EVAL_DATA_DIR": tiny_inputs["testset"],
+        "EVAL_MAX_NEW_TOKENS": "4", "MERGE_FINAL": "false",
+    })
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_"))}
+    cmd = ["bash", os.path.join(REPO_ROOT, "slurm", "pipeline.sh"), "--local", recipe]
+    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    for step in ("eval_base", "pretrain", "eval_pretrain", "report"):
+        assert (tmp_path / "logs" / f"la-{step}.log").is_file(), step
+    assert (run / "pretrain" / "all_results.json").is_file()
+    markdown = (run / "scores" / "comparison.md").read_text(encoding="utf-8")
+    assert re.search(r"^\|\s*pretrain\s*\|", markdown, flags=re.M), markdown
+    assert set(json.load(open(run / "timings.json"))["stages"]) == {"eval_base", "pretrain", "eval_pretrain"}
+
+    again = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-5000:]
+    for step in ("eval_base", "pretrain", "eval_pretrain"):
+        assert f"step {step}: already complete" in again.stderr, step
