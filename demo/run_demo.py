@@ -38,9 +38,9 @@ class DemoArguments:
     fresh: bool = field(default=False, metadata={"help": "Delete RUN_DIR first and redo every step."})
 
 
-def _run(cmd: list[str], what: str) -> None:
+def _run(cmd: list[str], what: str, env: dict[str, str] | None = None) -> None:
     logger.info("%s: %s", what, " ".join(cmd))
-    rc = subprocess.call(cmd, cwd=REPO, env=demo.offline_env())
+    rc = subprocess.call(cmd, cwd=REPO, env=demo.offline_env(env))
     if rc != 0:
         raise UsageError(f"{what} failed (exit status {rc}); the messages above say why. Fix it and rerun: "
                          "finished steps are kept")
@@ -64,8 +64,10 @@ def main(argv=None) -> str:
 
     # 3. The chain, through the launchers (one log per step in LOG_DIR, progress on the terminal).
     demo.clean_unfinished_stages(run_dir, settings.get("STAGES", "").split())
-    overrides = shlex.split(settings["_OVERRIDES"])
-    _run(["bash", os.path.join(REPO, "slurm", "pipeline.sh"), "--local", args.recipe, *overrides], "pipeline")
+    overrides = dict(kv.split("=", 1) for kv in shlex.split(settings["_OVERRIDES"]))
+    if overrides:
+        logger.info("overrides: %s", settings["_OVERRIDES"])
+    _run(["bash", os.path.join(REPO, "slurm", "pipeline.sh"), "--local", args.recipe], "pipeline", overrides)
 
     # 4. The report again, now that the whole command's wall time is known; printed at the end.
     demo.record_wall_time(run_dir, time.time() - start, demo.host_description())

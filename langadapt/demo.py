@@ -1,8 +1,10 @@
 """The demo runner's pieces: read a recipe, prepare its inputs, keep a run folder consistent, time the run.
 
-A recipe (``configs/recipes/demo.env``) is a bash file of variables read by ``slurm/pipeline.sh``. The demo adds
-``PREPARE_*`` variables (flags of ``data/prepare_demo_data.py``, upper-cased) and ``QUICK`` (``VAR=value`` overrides
-for a CI-sized run). :func:`read_recipe` sources it in bash, exactly as the pipeline does, so both see the same values.
+A recipe (``configs/recipes/demo.env``) is a bash file of variables read by ``slurm/pipeline.sh``, each written
+``VAR=${VAR:-default}`` so the environment overrides it. The demo adds ``PREPARE_*`` variables (flags of
+``data/prepare_demo_data.py``, upper-cased) and ``QUICK`` (``VAR=value`` overrides for a CI-sized run).
+:func:`read_recipe` sources it in bash with the overrides in the environment, exactly as the pipeline will run, so
+both see the same values.
 
 A run folder holds ``demo_settings.json``, the resolved settings it was made with. Running again with the same
 settings resumes it (the pipeline skips finished steps, training resumes from its last checkpoint); with other
@@ -47,15 +49,14 @@ def parse_overrides(items: Sequence[str], where: str) -> list[tuple[str, str]]:
 
 
 def read_recipe(path: str, overrides: Sequence[tuple[str, str]] = ()) -> dict[str, str]:
-    """The variables a recipe defines (sourced in bash), with ``overrides`` applied after it, as the pipeline does."""
+    """The variables a recipe defines, sourced in bash with ``overrides`` in its environment (a recipe written as
+    ``VAR=${VAR:-default}`` takes them, and the values derived from them follow), as the pipeline will see them."""
     if not os.path.isfile(path):
         raise UsageError(f"--recipe: {path} does not exist; the bundled one is configs/recipes/demo.env")
-    script = ('before=$(compgen -v); source "$1" >/dev/null || exit 3; shift; '
-              'for kv in "$@"; do printf -v "${kv%%=*}" "%s" "${kv#*=}"; done; '
+    script = ('before=$(compgen -v); source "$1" >/dev/null || exit 3; '
               'for v in $(compgen -v); do printf "%s\\0%s\\0" "$v" "${!v}"; done; printf "\\1%s" "$before"')
-    args = [f"{k}={v}" for k, v in overrides]
-    proc = subprocess.run(["bash", "-c", script, "recipe", path, *args], capture_output=True, text=True, env={
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/")})
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/"), **dict(overrides)}
+    proc = subprocess.run(["bash", "-c", script, "recipe", path], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise UsageError(f"--recipe: bash could not source {path}: {proc.stderr.strip() or proc.returncode}")
     values, _, before = proc.stdout.partition("\1")
@@ -63,38 +64,34 @@ def read_recipe(path: str, overrides: Sequence[tuple[str, str]] = ()) -> dict[st
     preexisting = set(before.split()) - {k for k, _ in overrides}
     out = {}
     for name, value in zip(parts[0::2], parts[1::2]):
-        if name and name not in _SHELL_VARS and name not in preexisting and name not in ("before", "kv", "v"):
+        if name and name not in _SHELL_VARS and name not in preexisting and name not in ("before", "v"):
             out[name] = value
     return out
 
 
 def resolve_settings(recipe: str, quick: bool, overrides: Sequence[str]) -> dict[str, str]:
-    """The recipe's settings, with ``QUICK`` (when ``quick``) and then the user's overrides applied.
+    """The recipe's settings with ``QUICK`` (when ``quick``) and then the user's overrides set before it is read.
 
-    ``LOG_DIR`` follows an overridden ``RUN_DIR`` unless it is overridden too.
+    ``_OVERRIDES`` holds the applied ``VAR=value`` pairs (the environment the pipeline must run with).
     """
     user = parse_overrides(overrides, "--set")
     settings = read_recipe(recipe, user)
     applied = list(user)
     if quick:
         quick_items = parse_overrides(shlex.split(settings.get("QUICK", "")), f"{recipe}: QUICK")
-        applied = quick_items + user  # the user's own overrides win over QUICK
-        settings = read_recipe(recipe, applied)
-    names = {k for k, _ in applied}
-    if "RUN_DIR" in names and "LOG_DIR" not in names:
-        settings["LOG_DIR"] = os.path.join(settings["RUN_DIR"], "logs")
-        applied.append(("LOG_DIR", settings["LOG_DIR"]))
-    for required in ("RUN_DIR", "BASE_MODEL", "DATA"):
+        applied = quick_items + [kv for kv in user]  # the user's own overrides win over QUICK
+        settings = read_recipe(recipe, list(dict(applied).items()))
+    for required in ("RUN_DIR", "BASE_MODEL", "DEMO_DATA"):
         if not settings.get(required):
-            raise UsageError(f"{recipe}: set {required} (the demo needs RUN_DIR, BASE_MODEL and DATA)")
-    settings["_OVERRIDES"] = " ".join(shlex.quote(f"{k}={v}") for k, v in applied)
+            raise UsageError(f"{recipe}: set {required} (the demo needs RUN_DIR, BASE_MODEL and DEMO_DATA)")
+    settings["_OVERRIDES"] = " ".join(shlex.quote(f"{k}={v}") for k, v in dict(applied).items())
     return settings
 
 
 def prepare_args(settings: dict[str, str]) -> list[str]:
-    """Flags of data/prepare_demo_data.py: ``--model_dir BASE_MODEL --data_dir DATA`` + every ``PREPARE_X`` as
+    """Flags of data/prepare_demo_data.py: ``--model_dir BASE_MODEL --data_dir DEMO_DATA`` + every ``PREPARE_X`` as
     ``--x``."""
-    args = ["--model_dir", settings["BASE_MODEL"], "--data_dir", settings["DATA"]]
+    args = ["--model_dir", settings["BASE_MODEL"], "--data_dir", settings["DEMO_DATA"]]
     for name in sorted(settings):
         if name.startswith("PREPARE_") and settings[name] != "":
             args += [f"--{name[len('PREPARE_'):].lower()}", settings[name]]
@@ -179,9 +176,10 @@ def host_description() -> str:
     return f"{cpus} CPU cores" + (f" ({model})" if model else "")
 
 
-def offline_env() -> dict[str, str]:
-    """The environment for every step: no hub, no tokenizer thread pools fighting the training threads."""
-    env = dict(os.environ)
+def offline_env(overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for every step: no hub, no tokenizer thread pools fighting the training threads, and the
+    recipe overrides (a ``${VAR:-default}`` recipe reads them from the environment)."""
+    env = dict(os.environ, **(overrides or {}))
     env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                 "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"})
     return env

@@ -86,11 +86,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         tokenizer, prompts, os.path.join(training_args.output_dir, training.SAMPLES_FILE),
         max_new_tokens=sample_args.sample_max_new_tokens,
     )
-    trainer = Trainer(model=model, args=training_args, train_dataset=train_ds,
-                      eval_dataset=eval_ds if training_args.eval_strategy != "no" else None,
+    trainer = Trainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
                       data_collator=data.collate_blocks, processing_class=tokenizer, callbacks=[callback])
-    if eval_ds is not None and training_args.eval_strategy == "no":
-        trainer.eval_dataset = eval_ds  # final evaluation only
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
 
     # 7. Save: model or adapter + tokenizer + langadapt_model.json, trainer state, metrics.

@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Shared by every launcher in slurm/ (sourced, never run): checks, banner, topology, the torchrun invocation and
-# preemption handling. A launcher sets its variables, fills ARGS with `opt`, then calls `la_banner` and `la_run`.
+# preemption handling. A launcher checks its required variables, sets the rest (${VAR:-default}), checks paths
+# (la_check_path), prints the banner (la_banner), fills ARGS (opt, bool_opt) and runs (la_run_torch, la_exec).
 #
 # Variables every launcher understands:
 #   PYTHON            interpreter (default: .venv/bin/python of this checkout, else python3)
@@ -47,7 +48,7 @@ bool_opt() {
 # Comma-separated values (lists of folders/adapters) are checked item by item; "path:weight" items (dataset mixes)
 # are checked without the weight.
 la_check_path() {
-    local var=$1 kind=$2 value=${!1:-} item path
+    local var=$1 kind=$2 value=${!1:-} item path items=()
     [[ -n $value ]] || return 0
     IFS=',' read -r -a items <<<"$value"
     for item in "${items[@]}"; do

@@ -80,8 +80,12 @@ MERGE_FINAL=${MERGE_FINAL:-true}
 SBATCH_ARGS=${SBATCH_ARGS:-}
 EVAL_DATA_DIR=${EVAL_DATA_DIR:-$ROOT/data/testset}
 EVAL_PERPLEXITY_FILES=${EVAL_PERPLEXITY_FILES:-}
-[[ -e $BASE_MODEL ]] || die "BASE_MODEL=$BASE_MODEL does not exist (recipe $RECIPE)"
-[[ $EVAL_DATA_DIR == none || -d $EVAL_DATA_DIR ]] || die "EVAL_DATA_DIR=$EVAL_DATA_DIR is not a folder (none skips generation)"
+# Inputs that must exist before anything is submitted (--dry-run only plans: they may be prepared later).
+if [[ $MODE != dry ]]; then
+    [[ -e $BASE_MODEL ]] || die "BASE_MODEL=$BASE_MODEL does not exist (recipe $RECIPE)"
+    [[ $EVAL_DATA_DIR == none || -d $EVAL_DATA_DIR ]] \
+        || die "EVAL_DATA_DIR=$EVAL_DATA_DIR is not a folder (none skips generation)"
+fi
 
 # ------------------------------------------------------------------------------------------ recipe checks
 read -r -a STAGE_LIST <<<"$STAGES"

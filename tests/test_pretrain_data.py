@@ -221,3 +221,10 @@ def test_fast_encoding_matches_the_tokenizer_call(kind, request, persian_lines, 
     t.add_tokens([" دل"])
     texts = persian_lines[:300] + english_lines[:300] + ["  two leading spaces", " دل و جان", "a\u200cb", ""]
     assert encode_texts(t, texts) == t(texts, add_special_tokens=False)["input_ids"]
+
+
+def test_worker_processes_give_the_same_blocks(tmp_path, tok, bpe_base_dir, persian_lines):
+    d = write_corpus(str(tmp_path / "c"), persian_lines, n=2500)
+    one, _, _ = load(data_args(d, validation_split_percentage=0), tok, bpe_base_dir)
+    two, _, _ = load(data_args(d, validation_split_percentage=0, preprocessing_num_workers=2), tok, bpe_base_dir)
+    assert one[:]["input_ids"].tolist() == two[:]["input_ids"].tolist()

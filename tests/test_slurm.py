@@ -5,6 +5,9 @@
 * A failing stage cancels everything that depends on it (afterok + --kill-on-invalid-dep).
 * Preemption: a pretraining job sent SIGUSR1 (what ``#SBATCH --signal=B:USR1@300`` delivers) requeues itself,
   resumes from its last checkpoint with SLURM_RESTART_COUNT=1, and ends in the same state as an uninterrupted job.
+* ``pipeline.sh --local`` (no Slurm; what the demo runs) and its rerun, which skips finished steps.
+
+The Slurm tests are marked ``slurm``; they skip (with the reason) only when Slurm cannot be installed here.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import pytest
 
 from _slurm_helpers import REPO_ROOT, TEST_SBATCH_ARGS, slurm  # noqa: F401  (slurm is a fixture)
 
-pytestmark = [pytest.mark.slow, pytest.mark.slurm]
+pytestmark = pytest.mark.slow
 
 # Tiny-model settings shared by the tests: 2 optimizer steps, no mid-run evaluation, fp32 on CPU.
 TINY_TRAINING = {"BLOCK_SIZE": "64", "PER_DEVICE_TRAIN_BATCH_SIZE": "2", "GRADIENT_ACCUMULATION_STEPS": "1",
@@ -90,6 +93,7 @@ def _submit_pipeline(slurm, recipe: str, tmp_path) -> dict[str, str]:
     return jobs
 
 
+@pytest.mark.slurm
 def test_pipeline_chain_completes_with_final_table(slurm, tiny_inputs, tmp_path):
     run = tmp_path / "run"
     recipe = _recipe(tmp_path / "chain.env", {
@@ -141,6 +145,7 @@ def test_pipeline_chain_completes_with_final_table(slurm, tiny_inputs, tmp_path)
     assert "SLURM_RESTART_COUNT=0" in open(slurm.show(jobs["pretrain"])["StdOut"], encoding="utf-8").read()
 
 
+@pytest.mark.slurm
 def test_failing_stage_cancels_the_rest_of_the_chain(slurm, tiny_inputs, tmp_path):
     run = tmp_path / "run"
     recipe = _recipe(tmp_path / "fail.env", {
@@ -173,6 +178,7 @@ def _last_loss(folder) -> tuple[int, float]:
     return state["global_step"], logged[-1]["loss"]
 
 
+@pytest.mark.slurm
 def test_usr1_preemption_requeues_and_resumes_to_the_same_state(slurm, tiny_inputs, tmp_path):
     # Long enough (40 steps, a checkpoint every 4) that the signal lands mid-run, short enough for a test.
     settings = {**TINY_TRAINING, "MAX_STEPS": "40", "SAVE_STEPS": "4", "BLOCK_SIZE": "128",
@@ -222,6 +228,7 @@ def test_usr1_preemption_requeues_and_resumes_to_the_same_state(slurm, tiny_inpu
         assert (got[name] - want[name]).abs().max().item() < 1e-5, name
 
 
+@pytest.mark.slurm
 def test_sbatch_without_required_variable_fails_naming_it(slurm, tmp_path):
     """sbatch slurm/x.sbatch by hand (no pipeline): the launcher finds its checkout from the job's Command, and a
     missing required variable fails the job at once with the variable and an example named."""
@@ -234,7 +241,6 @@ def test_sbatch_without_required_variable_fails_naming_it(slurm, tmp_path):
     assert "RUN_DIR" in text and "e.g." in text
 
 
-@pytest.mark.slow
 def test_local_pipeline_runs_and_a_rerun_skips_finished_steps(tiny_inputs, tmp_path):
     """``pipeline.sh --local`` (what the demo uses): the same launchers with bash, one after another; run again, every
     finished step is skipped. Needs no Slurm."""

@@ -15,6 +15,8 @@
 # proctrack/linuxproc, task/none); batch_sched_delay=0 brings submit-to-finish from about 3 s to about 1 s.
 set -euo pipefail
 
+# dpkg needs ldconfig/start-stop-daemon and the daemons live in /usr/sbin, which not every PATH has.
+export PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
 STATE=${LANGADAPT_SLURM_DIR:-/tmp/langadapt-slurm}
 CTLD_PORT=${LANGADAPT_SLURM_PORT:-6817}          # slurmd listens on CTLD_PORT + 1
 WAIT_S=${LANGADAPT_SLURM_WAIT_S:-60}             # seconds to wait for the node to become idle
@@ -47,8 +49,9 @@ ours_alive() {  # name
 
 install_packages() {
     local missing=() p
-    for p in munged slurmctld slurmd sbatch scontrol; do command -v "$p" >/dev/null || missing+=("$p"); done
-    [[ -x /usr/sbin/munged ]] || missing+=(munged)
+    # Daemons by path: /usr/sbin is not on every PATH (CI runners, sudo-less shells).
+    for p in /usr/sbin/munged /usr/sbin/slurmctld /usr/sbin/slurmd; do [[ -x $p ]] || missing+=("$p"); done
+    for p in sbatch scontrol sinfo; do command -v "$p" >/dev/null || missing+=("$p"); done
     (( ${#missing[@]} )) || return 0
     log "installing ${PACKAGES[*]} (missing: ${missing[*]})"
     command -v apt-get >/dev/null || cannot_install "no apt-get; install ${PACKAGES[*]} yourself"
@@ -155,7 +158,7 @@ chmod 0600 "$STATE/munge.key"
 export SLURM_CONF=$STATE/slurm.conf
 STARTED=1
 # -i: ignore state saved by a previous run of this test cluster (old jobs), so every start is clean.
-slurmctld -i 9>&- </dev/null >>"$STATE/log/start.log" 2>&1 || die "slurmctld did not start; see $STATE/log/slurmctld.log"
-slurmd 9>&- </dev/null >>"$STATE/log/start.log" 2>&1 || die "slurmd did not start; see $STATE/log/slurmd.log"
+/usr/sbin/slurmctld -i 9>&- </dev/null >>"$STATE/log/start.log" 2>&1 || die "slurmctld did not start; see $STATE/log/slurmctld.log"
+/usr/sbin/slurmd 9>&- </dev/null >>"$STATE/log/start.log" 2>&1 || die "slurmd did not start; see $STATE/log/slurmd.log"
 wait_idle
 print_env
