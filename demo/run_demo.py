@@ -40,7 +40,7 @@ class DemoArguments:
 
 def _run(cmd: list[str], what: str, env: dict[str, str] | None = None) -> None:
     logger.info("%s: %s", what, " ".join(cmd))
-    rc = subprocess.call(cmd, cwd=REPO, env=demo.offline_env(env))
+    rc = subprocess.call(cmd, cwd=REPO, env=env or demo.offline_env())
     if rc != 0:
         raise UsageError(f"{what} failed (exit status {rc}); the messages above say why. Fix it and rerun: "
                          "finished steps are kept")
@@ -67,7 +67,8 @@ def main(argv=None) -> str:
     overrides = dict(kv.split("=", 1) for kv in shlex.split(settings["_OVERRIDES"]))
     if overrides:
         logger.info("overrides: %s", settings["_OVERRIDES"])
-    _run(["bash", os.path.join(REPO, "slurm", "pipeline.sh"), "--local", args.recipe], "pipeline", overrides)
+    _run(["bash", os.path.join(REPO, "slurm", "pipeline.sh"), "--local", args.recipe], "pipeline",
+         demo.offline_env(overrides, recipe_vars=list(settings)))
 
     # 4. The report again, now that the whole command's wall time is known; printed at the end.
     demo.record_wall_time(run_dir, time.time() - start, demo.host_description())

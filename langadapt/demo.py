@@ -176,10 +176,14 @@ def host_description() -> str:
     return f"{cpus} CPU cores" + (f" ({model})" if model else "")
 
 
-def offline_env(overrides: dict[str, str] | None = None) -> dict[str, str]:
+def offline_env(overrides: dict[str, str] | None = None, recipe_vars: Sequence[str] = ()) -> dict[str, str]:
     """The environment for every step: no hub, no tokenizer thread pools fighting the training threads, and the
-    recipe overrides (a ``${VAR:-default}`` recipe reads them from the environment)."""
-    env = dict(os.environ, **(overrides or {}))
+    recipe overrides (a ``${VAR:-default}`` recipe reads them from the environment). Other variables of the recipe
+    that happen to be set in the caller's shell are dropped, so the steps see exactly the settings
+    :func:`resolve_settings` resolved (and the run folder recorded)."""
+    overrides = overrides or {}
+    env = {k: v for k, v in os.environ.items() if k not in recipe_vars or k in overrides}
+    env.update(overrides)
     env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                 "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"})
     return env

@@ -18,10 +18,11 @@ RECIPE = os.path.join(REPO, "configs", "recipes", "demo.env")
 def test_recipe_values_quick_and_overrides():
     s = demo.resolve_settings(RECIPE, quick=False, overrides=[])
     assert s["RUN_DIR"] == "outputs/demo" and s["STAGES"] == "pretrain sft"
-    assert s["TOKENIZER_TRAIN_FILE"] == ".cache/langadapt/demo_data/pretrain/fa.jsonl"  # $DATA expanded by bash
+    assert s["TOKENIZER_TRAIN_FILE"] == ".cache/langadapt/demo_data/pretrain/fa.jsonl"  # expanded by bash
     assert "BASH_VERSION" not in s and "PATH" not in s
     q = demo.resolve_settings(RECIPE, quick=True, overrides=["PRETRAIN_MAX_STEPS=7"])
     assert q["RUN_DIR"] == "outputs/demo-quick" and q["SFT_MAX_STEPS"] == "2"
+    assert q["EVAL_DATA_DIR"] == q["DEMO_DATA"] + "/testset" != s["EVAL_DATA_DIR"]  # derived paths follow DEMO_DATA
     assert q["PRETRAIN_MAX_STEPS"] == "7"  # --set wins over QUICK
     assert "PRETRAIN_MAX_STEPS=7" in q["_OVERRIDES"] and "SFT_MAX_STEPS=2" in q["_OVERRIDES"]
     moved = demo.resolve_settings(RECIPE, quick=False, overrides=["RUN_DIR=/tmp/x y"])
@@ -85,6 +86,14 @@ def test_unfinished_stage_is_resumed_from_a_checkpoint_or_removed(tmp_path):
     removed = demo.clean_unfinished_stages(str(run), ["pretrain", "sft", "done", "missing"])
     assert removed == [str(run / "pretrain")]
     assert (run / "sft" / "checkpoint-20").is_dir() and (run / "done").is_dir()
+
+
+def test_steps_see_exactly_the_resolved_settings(monkeypatch):
+    monkeypatch.setenv("RUN_DIR", "from/the/users/shell")
+    monkeypatch.setenv("UNRELATED", "kept")
+    env = demo.offline_env({"PRETRAIN_MAX_STEPS": "7"}, recipe_vars=["RUN_DIR", "PRETRAIN_MAX_STEPS"])
+    assert "RUN_DIR" not in env and env["PRETRAIN_MAX_STEPS"] == "7" and env["UNRELATED"] == "kept"
+    assert env["HF_HUB_OFFLINE"] == "1"
 
 
 def test_timings_keep_the_pipeline_format(tmp_path):
