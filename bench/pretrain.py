@@ -244,7 +244,8 @@ def main() -> None:
         pre_seed = min(runs["preprocess_seed"], key=lambda r: r["first_s"])
         stream = {k: run_worker("stream", "--work", work, "--corpus", f"{work}/{k}") for k in ("fa1", "fa10")}
     result = {
-        "config": {"steps": args.steps, "repeats": args.repeats, "cpus": os.cpu_count(), "batch": BATCH, "block": BLOCK, "model": "llama hidden 128, 4 layers",
+        "config": {"steps": args.steps, "repeats": args.repeats, "cpus": os.cpu_count(), "batch": BATCH,
+                   "block": BLOCK, "model": "llama hidden 128, 4 layers",
                    "lora": LORA},
         "train": train,
         "tokens_per_s_ratio_ours_over_seed": train["ours"]["tokens_per_s"] / train["seed"]["tokens_per_s"],

@@ -239,9 +239,12 @@ def build_source_blocks(source: CorpusSource, tokenizer, normalizer: NormalizerC
             blocks.save_to_disk(tmp_target)
             write_json(os.path.join(tmp_target, CACHE_INFO_FILE), {**parts, "source": source.path,
                                                                     "blocks": len(blocks)})
-            if os.path.isdir(target):
+            if os.path.isdir(target) and overwrite_cache:
                 shutil.rmtree(target)
-            os.rename(tmp_target, target)
+            try:
+                os.rename(tmp_target, target)
+            except OSError:  # another node built the same key meanwhile (shared file system): same content
+                shutil.rmtree(tmp_target, ignore_errors=True)
             blocks = datasets.load_from_disk(target)
         logger.info("%s: %d files, %.1f MB -> %d blocks of %d tokens", source.path, len(source.files), nbytes / 1e6,
                     len(blocks), block_size)

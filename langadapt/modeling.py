@@ -111,7 +111,9 @@ def load_tokenizer(model_args: ModelArguments, flag: str = "--tokenizer_name_or_
 
     path = model_args.tokenizer_name_or_path or model_args.model_name_or_path
     if not _is_local_or_online(path):
-        raise UsageError(f"{flag}: {path} does not exist; pass a tokenizer folder (e.g. the output of tokenizer/merge.py)")
+        raise UsageError(
+            f"{flag}: {path} does not exist; pass a tokenizer folder (e.g. the output of tokenizer/merge.py)"
+        )
     try:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=model_args.trust_remote_code,
                                             cache_dir=model_args.cache_dir)
@@ -329,8 +331,11 @@ def prepare_model(model_args: ModelArguments, adapt_args: AdaptationArguments,
         model = apply_training_mode(model, adapt_args, resize, gradient_checkpointing)
     small_adapter_saves(model)
     is_adapter = adapt_args.training_mode in ADAPTER_MODES
+    base = model_args.model_name_or_path
     info = ModelInfo(
-        base_model_name_or_path=model_args.model_name_or_path, base_embedding_rows=resize.base_rows,
+        # A local folder is recorded absolute, so later stages find it from any working directory.
+        base_model_name_or_path=os.path.abspath(base) if os.path.isdir(base) else base,
+        base_embedding_rows=resize.base_rows,
         tokenizer_size=resize.tokenizer_size, embedding_rows=resize.embedding_rows,
         training_mode=adapt_args.training_mode, embedding_init=adapt_args.embedding_init, is_adapter=is_adapter,
         parent_adapters=parents if is_adapter else [], merged_adapters=[] if is_adapter else parents,

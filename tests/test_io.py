@@ -47,6 +47,7 @@ def test_atomic_output_dir(tmp_path):
         write_json(os.path.join(tmp, "r.json"), {"a": "ب"})
         assert not out.exists()
     assert read_json(str(out / "r.json")) == {"a": "ب"}
+    assert os.stat(out / "r.json").st_mode & 0o777 == 0o644  # readable by the group, like any other output
     with pytest.raises(UsageError, match="exists and is not empty"):
         with atomic_output_dir(str(out)):
             pass

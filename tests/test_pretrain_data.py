@@ -61,7 +61,8 @@ def test_pack_ids_concatenates_and_drops_only_the_tail():
 def test_jsonl_text_field(tmp_path, tok, bpe_base_dir):
     os.makedirs(tmp_path / "j")
     (tmp_path / "j" / "a.jsonl").write_text(
-        "\n".join(json.dumps({"body": f"سطر شماره {i} از متن"}, ensure_ascii=False) for i in range(40)) + "\n",
+        "\n".join(json.dumps({"body": f"سطر شماره {i} از متن"}, ensure_ascii=False) for i in range(40))
+        + "\n",
         encoding="utf-8")
     train, val, _ = load(data_args(str(tmp_path / "j"), text_field="body", validation_split_percentage=10), tok,
                          bpe_base_dir)

@@ -1,11 +1,10 @@
-"""pretrain/run_clm_pt_with_peft.py end to end on a tiny model: files written, modes, resume, continuation, bad input."""
+"""pretrain/run_clm_pt_with_peft.py end to end on a tiny model: files written, modes, resume, continuation,
+bad input."""
 
 import importlib.util
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -103,7 +102,8 @@ def test_seed_flags_still_work(tiny_model_dir, ext_dir, corpus, tmp_path):
     out = str(tmp_path / "seed")
     pretrain.main(base_argv(tiny_model_dir, ext_dir, corpus, out, "--llama", "--use_lora", "--lora_rank", "4",
                             "--lora_alpha", "8", "--lora_dropout", "0.0", "--trainable", "q_proj,v_proj",
-                            "--modules_to_save", "embed_tokens,lm_head", "--torch_dtype", "float32"))
+                            "--modules_to_save", "embed_tokens,lm_head", "--torch_dtype", "float32",
+                            "--gradient_checkpointing"))
     cfg = read(os.path.join(out, "adapter_config.json"))
     assert cfg["r"] == 4 and set(cfg["target_modules"]) == {"q_proj", "v_proj"}
     assert set(cfg["modules_to_save"]) == {"embed_tokens", "lm_head"}
