@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from langadapt.cli import UsageError
-from langadapt.io import iter_lines, resolve_files, write_text
+from langadapt.io import iter_json_records, iter_lines, resolve_files, write_text
 
 TESTSET_EXTENSIONS = (".json", ".jsonl")
 PREDICTION_EXTENSION = ".jsonl"
@@ -87,37 +87,10 @@ def file_key(path: str, root: str) -> str:
     return os.path.splitext(rel)[0].replace(os.sep, "/")
 
 
-def _records(path: str) -> list[tuple[str, Any]]:
-    """``(where, record)`` pairs of a test file, ``where`` naming the record in error messages."""
-    if path.endswith(".jsonl"):
-        out = []
-        for lineno, line in iter_lines(path):
-            if not line.strip():
-                continue
-            try:
-                out.append((f"{path}:{lineno}", json.loads(line)))
-            except json.JSONDecodeError as e:
-                raise UsageError(f"{path}:{lineno}: not valid JSON ({e.msg}); a .jsonl file holds one JSON object "
-                                 "per line") from None
-        return out
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except UnicodeDecodeError:
-        raise UsageError(f"{path}: not UTF-8 text; re-encode it as UTF-8") from None
-    except json.JSONDecodeError as e:
-        raise UsageError(f"{path}:{e.lineno}: not valid JSON ({e.msg}); a .json test set is one list of records "
-                         "(use .jsonl for one record per line)") from None
-    if not isinstance(data, list):
-        raise UsageError(f"{path}: the top-level JSON value is a {type(data).__name__}; a .json test set must be "
-                         "a list of {\"instruction\", \"input\", \"output\"} records")
-    return [(f"{path}: record {i}", rec) for i, rec in enumerate(data)]
-
-
 def load_testset(path: str) -> list[Example]:
     """Read and validate one test file; ids are record indices."""
     examples = []
-    for i, (where, rec) in enumerate(_records(path)):
+    for i, (where, rec) in enumerate(iter_json_records(path)):
         if not isinstance(rec, dict):
             raise UsageError(f"{where}: expected a JSON object with \"instruction\", got {type(rec).__name__}")
         instruction = rec.get("instruction")

@@ -175,3 +175,36 @@ def read_json(path: str, flag: str | None = None) -> Any:
         raise UsageError(f"{where}{path} is not UTF-8 text") from None
     except json.JSONDecodeError as e:
         raise UsageError(f"{where}{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+
+
+def iter_json_records(path: str) -> Iterator[tuple[str, Any]]:
+    """``(where, record)`` for each record of a ``.json`` list or a ``.jsonl`` file (one object a line).
+
+    ``where`` names the record in later error messages: ``file: record 3`` (index in a ``.json`` list) or
+    ``file:7`` (line of a ``.jsonl`` file, the form editors jump to). Malformed files raise :class:`UsageError` naming the file and line.
+    Used by every reader of instruction-style data (SFT sets, test sets), so they all fail the same way.
+    """
+    if path.endswith(".jsonl"):
+        for lineno, line in iter_lines(path):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UsageError(f"{path}:{lineno}: not valid JSON ({e.msg}); a .jsonl file holds one JSON object "
+                                 "per line") from None
+            yield f"{path}:{lineno}", record
+        return
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text; re-encode it as UTF-8") from None
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{path}:{e.lineno}: not valid JSON ({e.msg}); a .json file must be one list of objects "
+                         "(name it .jsonl for one object a line)") from None
+    if not isinstance(data, list):
+        raise UsageError(f"{path}: the top-level JSON value is a {type(data).__name__}; a .json file must hold a "
+                         "list of objects (use .jsonl for one object a line)")
+    for i, record in enumerate(data):
+        yield f"{path}: record {i}", record

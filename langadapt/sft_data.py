@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langadapt.cli import UsageError
-from langadapt.io import iter_lines, resolve_files
+from langadapt.io import iter_json_records, iter_lines, resolve_files
 from langadapt.normalize import NormalizerConfig, normalize
 from langadapt.templates import TEMPLATE_NAMES, build_prompt, encode_prompts, response_suffix
 
@@ -137,37 +137,6 @@ def _field_text(record: dict, key: str, where: str, required: bool) -> str:
     return text
 
 
-def _iter_raw_records(path: str) -> Iterator[tuple[str, Any]]:
-    """``(where, object)`` for each record of one file."""
-    if path.endswith(".jsonl"):
-        for lineno, line in iter_lines(path):
-            if not line.strip():
-                continue
-            where = f"{path}: record at line {lineno}"
-            try:
-                yield where, json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UsageError(f"{where}: not valid JSON ({e.msg}); each line must be one JSON object") from None
-        return
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except UnicodeDecodeError:
-        raise UsageError(f"{path}: not UTF-8 text; re-encode it as UTF-8") from None
-    except json.JSONDecodeError as e:
-        raise UsageError(
-            f"{path}:{e.lineno}: not valid JSON ({e.msg}); a .json file must be one list of objects "
-            "(name it .jsonl for one object a line)"
-        ) from None
-    if not isinstance(data, list):
-        raise UsageError(
-            f"{path}: a .json file must hold a list of objects, got a {type(data).__name__}; "
-            "use .jsonl for one object a line"
-        )
-    for index, obj in enumerate(data):
-        yield f"{path}: record {index}", obj
-
-
 def read_sft_records(
     paths: str | Sequence[str], flag: str = "--dataset_dir", normalizer: NormalizerConfig | None = None
 ) -> list[SFTRecord]:
@@ -180,7 +149,7 @@ def read_sft_records(
     norm = normalizer or NormalizerConfig.disabled()
     records: list[SFTRecord] = []
     for path in files:
-        for where, obj in _iter_raw_records(path):
+        for where, obj in iter_json_records(path):
             if not isinstance(obj, dict):
                 raise UsageError(
                     f"{where}: expected an object with 'instruction' and 'output', got {type(obj).__name__}"

@@ -36,7 +36,7 @@ def test_read_json_and_jsonl_with_int_outputs_and_normalization(tmp_path, persia
     assert got[2].output == str(records[2]["output"]) and isinstance(records[2]["output"], int)
     assert got[1].input == "" and got[0].input == records[0]["input"]
     assert got[0].where.endswith("part1.json: record 0")
-    assert "part2.jsonl: record at line 1" in got[3].where
+    assert got[3].where.endswith("part2.jsonl:1")
     # without a normalizer the text is kept as written
     assert read_sft_records(str(tmp_path))[0].instruction == records[0]["instruction"]
 
@@ -44,11 +44,11 @@ def test_read_json_and_jsonl_with_int_outputs_and_normalization(tmp_path, persia
 @pytest.mark.parametrize(
     "content, name, message",
     [
-        ('{"instruction": "a", "output": "b"}', "x.json", r"x.json: a .json file must hold a list of objects"),
+        ('{"instruction": "a", "output": "b"}', "x.json", r"x.json: the top-level JSON value is a dict; a .json file must hold a list of objects"),
         ('[{"instruction": "a", "output": "b"}, {"instruction": "c"}]', "x.json",
          r"x.json: record 1: missing 'output'"),
         ('{"instruction": "a", "output": "b"}\n{"output": "b"}\n', "x.jsonl",
-         r"x.jsonl: record at line 2: missing 'instruction'"),
+         r"x.jsonl:2: missing 'instruction'"),
         ('["just text"]', "x.json", r"x.json: record 0: expected an object"),
         ('[{"instruction": "a", "output": ["b"]}]', "x.json", r"record 0: 'output' must be text or a number"),
         ('[{"instruction": "a", "output": "b"},', "x.json", r"x.json:1: not valid JSON"),
