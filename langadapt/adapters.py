@@ -12,10 +12,12 @@ The training stages write adapters (``lora``: LoRA + full ``embed_tokens``/``lm_
 An adapter trained on top of other adapters records them in ``parent_adapters``; when a single adapter is given its
 parents are applied first (pass the whole chain explicitly to override their recorded paths).
 
-Growing the table: both adapter kinds store every row that differs from the base (PEFT saves the whole resized
-embedding/head tables of a LoRA adapter, and a ``new_rows`` adapter covers every row from the first new id up), so
-the rows the resize creates are overwritten by the adapter; they start at the mean base row
-(:func:`langadapt.embeddings.resize_and_init`, ``init="mean"``) so that the result is deterministic anyway.
+Growing the table: both adapter kinds store every row that differs from the base, without a separate copy of the
+resized base table (:func:`langadapt.modeling.small_adapter_saves` turns peft's ``save_embedding_layers`` off). A
+LoRA adapter over a grown vocabulary holds the whole trained ``embed_tokens`` (and untied ``lm_head``) as
+``modules_to_save``, which replace the base tables on load; a ``new_rows`` adapter covers every row from the first
+new id up, padding included. So the rows the resize creates are overwritten by the adapter; they start at the mean
+base row (:func:`langadapt.embeddings.resize_and_init`, ``init="mean"``) so that the result is deterministic anyway.
 """
 
 from __future__ import annotations

@@ -64,6 +64,9 @@ class ModelArguments:
             raise ValueError("--model_name_or_path is required: a base model folder (e.g. SmolLM2-135M)")
         if self.torch_dtype is not None and self.torch_dtype not in TORCH_DTYPES:
             raise ValueError(f"--torch_dtype must be one of {', '.join(TORCH_DTYPES)}, got {self.torch_dtype!r}")
+        # Not a field (stays out of the parser and run_args.json): whether the tokenizer path was defaulted here,
+        # so that --peft_path can supply its own tokenizer instead (modeling.default_tokenizer_to_adapter).
+        self.tokenizer_defaulted = self.tokenizer_name_or_path is None
         if self.tokenizer_name_or_path is None:
             self.tokenizer_name_or_path = self.model_name_or_path
 

@@ -179,8 +179,10 @@ def resize_and_init(
             raise RuntimeError("resize_token_embeddings untied the input and output embeddings")
     if init == "hf_default" or first_new_id >= rows:
         return report
-    # Only rows from first_new_id up are rewritten; a table that did not grow and has no new tokens is untouched.
-    if rows == base_rows and first_new_id >= size and report.padding_rows == 0:
+    # A table that did not grow and has no new token rows is untouched, spare padding rows included: they are the
+    # model's own (trained, or a merged model's padding), and there is no new token to initialise (so no base
+    # tokenizer is needed either; prepare_model loads one only when some token is new).
+    if rows == base_rows and first_new_id >= size:
         return report
     pieces = None
     if init == "subtoken_mean":

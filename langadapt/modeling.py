@@ -30,6 +30,7 @@ from langadapt.args import AdaptationArguments, ModelArguments
 from langadapt.cli import UsageError
 from langadapt.embeddings import ResizeReport, padded_size, resize_and_init
 from langadapt.io import read_json, write_json
+from langadapt.normalize import CONFIG_FILE as NORMALIZER_FILE
 from langadapt.normalize import NormalizerConfig
 
 logger = logging.getLogger(__name__)
@@ -295,9 +296,26 @@ def _peft_type(adapter_dir: str) -> str:
     return str(read_json(os.path.join(adapter_dir, "adapter_config.json"), "--peft_path").get("peft_type", ""))
 
 
+def default_tokenizer_to_adapter(model_args: ModelArguments, adapt_args: AdaptationArguments) -> None:
+    """``--peft_path`` without ``--tokenizer_name_or_path``: use the tokenizer saved in the adapter folder (the one
+    the adapter was trained with, usually a merged one) instead of the base model's. Changes ``model_args`` in
+    place; an explicit ``--tokenizer_name_or_path`` always wins."""
+    path = adapt_args.peft_path
+    if not path or not getattr(model_args, "tokenizer_defaulted", False):
+        return
+    if any(os.path.isfile(os.path.join(path, f)) for f in ("tokenizer.json", "tokenizer.model")):
+        model_args.tokenizer_name_or_path = path
+        model_args.tokenizer_defaulted = False
+        logger.info("--tokenizer_name_or_path not given: using the tokenizer of --peft_path %s", path)
+    else:
+        logger.warning("--tokenizer_name_or_path not given and --peft_path %s holds no tokenizer: using the base "
+                       "model's tokenizer", path)
+
+
 def prepare_model(model_args: ModelArguments, adapt_args: AdaptationArguments,
                   gradient_checkpointing: bool = False) -> PreparedModel:
     """Load tokenizer and model, resize and initialise new rows, continue ``--peft_path``, set the training mode."""
+    default_tokenizer_to_adapter(model_args, adapt_args)
     tokenizer = load_tokenizer(model_args)
     tok_dir = model_args.tokenizer_name_or_path
     tok_info = tokenizer_info(tok_dir) if os.path.isdir(tok_dir) else None
@@ -418,12 +436,16 @@ def log_model_summary(resize: ResizeReport, mode: str, trainable: int, total: in
                 100.0 * trainable / max(total, 1))
 
 
-def save_model(model, tokenizer, output_dir: str, info: ModelInfo, trainer=None) -> None:
+def save_model(model, tokenizer, output_dir: str, info: ModelInfo, trainer=None,
+               tokenizer_dir: str | None = None) -> None:
     """Write the model or adapter, the tokenizer and ``langadapt_model.json`` into ``output_dir``.
 
     With a ``trainer`` its ``save_model`` is used (handles DeepSpeed ZeRO-3 gathering and only writes on the main
-    process); otherwise ``model.save_pretrained``.
+    process); otherwise ``model.save_pretrained``. ``tokenizer_dir``: the folder the tokenizer was loaded from;
+    its ``langadapt_normalizer.json`` and ``langadapt_tokenizer.json`` (which ``save_pretrained`` does not write)
+    are copied too, so later stages find the normalization next to the model or adapter.
     """
+    from langadapt.adapters import copy_metadata  # adapters imports this module
     if trainer is not None:
         trainer.save_model(output_dir)
         if not trainer.is_world_process_zero():
@@ -432,6 +454,8 @@ def save_model(model, tokenizer, output_dir: str, info: ModelInfo, trainer=None)
         model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
     info.save(output_dir)
+    if tokenizer_dir and os.path.isdir(tokenizer_dir):
+        copy_metadata([tokenizer_dir], output_dir, names=(NORMALIZER_FILE, TOKENIZER_INFO_FILE))
 
 
 def read_model_info(directory: str) -> ModelInfo | None:
@@ -441,6 +465,7 @@ def read_model_info(directory: str) -> ModelInfo | None:
 
 __all__ = [
     "MODEL_INFO_FILE", "ModelInfo", "PreparedModel", "apply_training_mode", "check_vocab_fit", "count_parameters",
+    "default_tokenizer_to_adapter",
     "embedding_module_names", "is_tied", "load_base_model", "load_tokenizer", "prepare_model", "read_model_info",
     "save_model", "tokenizer_info", "torch_dtype",
 ]

@@ -5,6 +5,9 @@
 * :class:`SampleGenerationCallback`: at every evaluation, greedy continuations of a few prompts appended to
   ``samples.jsonl``; works on CPU and GPU, and under ZeRO-3 (every rank takes part, rank 0 writes).
 * :func:`save_run_args`, :func:`save_all_results`: ``run_args.json`` and ``all_results.json`` (rank 0 only).
+* :class:`PreemptionCallback` + :func:`exit_if_preempted`: on Slurm's warning signal (SIGUSR1) or SIGTERM, save a
+  checkpoint at the next optimizer step, stop, and exit with :data:`PREEMPTED_EXIT_CODE` so the launcher requeues;
+  the restarted job resumes from that very step.
 * :func:`perplexity`, :func:`tokens_per_step`, :func:`world_size`.
 """
 
@@ -14,6 +17,8 @@ import json
 import logging
 import math
 import os
+import signal
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +34,9 @@ logger = logging.getLogger(__name__)
 
 SAMPLES_FILE = "samples.jsonl"
 RESULTS_FILE = "all_results.json"
+# Exit status of a run stopped by a preemption signal after saving its checkpoint: sysexits' EX_TEMPFAIL ("try again
+# later"). slurm/common.sh requeues the job on it.
+PREEMPTED_EXIT_CODE = 75
 
 # A few prompts that show at a glance whether the model writes Persian and still writes English.
 DEFAULT_PROMPTS: tuple[str, ...] = (
@@ -136,7 +144,12 @@ class SampleGenerationCallback(TrainerCallback):
     so every rank must run ``generate`` (``synced_gpus=True``); only the main process writes.
     """
 
-    def __init__(self, tokenizer, prompts: Sequence[str], output_file: str, max_new_tokens: int = 32):
+    def __init__(self, tokenizer, prompts: Sequence[str], output_file: str, max_new_tokens: int = 32,
+                 add_special_tokens: bool = True):
+        """``add_special_tokens``: whether tokenizing a prompt adds the tokenizer's BOS; ``False`` for prompts that
+        already carry their special tokens (SFT's chat template, see
+        :func:`langadapt.templates.prompt_adds_special_tokens`), so that BOS is not doubled."""
+        self.add_special_tokens = add_special_tokens
         self.tokenizer = tokenizer
         self.prompts = list(prompts)
         self.output_file = output_file
@@ -155,7 +168,8 @@ class SampleGenerationCallback(TrainerCallback):
         try:
             with torch.no_grad():
                 for prompt in self.prompts:
-                    enc = self.tokenizer(prompt, return_tensors="pt").to(device)
+                    enc = self.tokenizer(prompt, return_tensors="pt",
+                                         add_special_tokens=self.add_special_tokens).to(device)
                     ids = model.generate(
                         **enc, max_new_tokens=self.max_new_tokens, do_sample=False,
                         pad_token_id=self.tokenizer.pad_token_id, synced_gpus=zero3,
@@ -182,6 +196,84 @@ class SampleGenerationCallback(TrainerCallback):
                 f.write(json.dumps({"step": state.global_step, "prompt": prompt, "output": out},
                                    ensure_ascii=False) + "\n")
         logger.info("sample at step %d: %r -> %r", state.global_step, self.prompts[0], outputs[0])
+
+
+def _any_rank(flag: bool, device) -> bool:
+    """``flag`` OR-ed over all training processes, so that every rank stops at the same step (a rank that stopped
+    alone would leave the others waiting in a collective)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    t = torch.tensor([1 if flag else 0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+class PreemptionCallback(TrainerCallback):
+    """Save at the next optimizer step end and stop when a preemption signal arrives (lingua's stool habit).
+
+    Slurm warns a job before its time limit or a preemption (``#SBATCH --signal=B:USR1@300``; slurm/common.sh
+    forwards it to the training processes) and sends SIGTERM before killing it. Either signal only sets a flag
+    here; at the next step end every rank agrees (one all-reduce of a scalar per step) and the Trainer saves
+    ``checkpoint-<step>`` and leaves the loop. The script then calls :func:`exit_if_preempted`, which exits with
+    :data:`PREEMPTED_EXIT_CODE`; the launcher requeues and auto-resume continues from that step, so at most one
+    step of work is lost instead of up to ``--save_steps``. A signal during the last step changes nothing (the run
+    finishes normally). Handlers are installed for the duration of ``train()`` (main thread only) and restored after.
+    """
+
+    def __init__(self, signals: Sequence[int] = (signal.SIGUSR1, signal.SIGTERM)):
+        self.signals = tuple(signals)
+        self.received: int | None = None
+        self.stopped_at_step: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def preempted(self) -> bool:
+        """Whether training stopped early because of a signal (its checkpoint is saved)."""
+        return self.stopped_at_step is not None
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is None:
+            self.received = signum
+            # Logging from a signal handler is fine in CPython (handlers run between bytecodes of the main thread).
+            logger.warning("%s received: saving a checkpoint at the next step end, then stopping",
+                           signal.Signals(signum).name)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if threading.current_thread() is not threading.main_thread():
+            logger.warning("not on the main thread: preemption signals cannot be caught")
+            return
+        for sig in self.signals:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        logger.info("preemption: %s save a checkpoint at the next step end and stop (exit %d)",
+                    "/".join(signal.Signals(s).name for s in self.signals), PREEMPTED_EXIT_CODE)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if not _any_rank(self.received is not None, args.device):
+            return
+        if state.max_steps and state.global_step >= state.max_steps:
+            return  # the last step: the run ends normally anyway
+        control.should_save = True
+        control.should_training_stop = True
+        self.stopped_at_step = state.global_step
+        logger.warning("preempted: saving checkpoint-%d at step %d and stopping", state.global_step,
+                       state.global_step)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+        self._previous = {}
+
+
+def exit_if_preempted(callback: PreemptionCallback, output_dir: str) -> None:
+    """After ``trainer.train()``: exit with :data:`PREEMPTED_EXIT_CODE` when the run stopped for a preemption signal
+    (its checkpoint is in ``output_dir``; final outputs are written by the resumed run)."""
+    if callback.preempted:
+        logger.warning("stopped at step %d for preemption; checkpoint-%d is in %s; exiting with %d so the launcher "
+                       "requeues (rerunning the same command resumes from it)", callback.stopped_at_step,
+                       callback.stopped_at_step, output_dir, PREEMPTED_EXIT_CODE)
+        raise SystemExit(PREEMPTED_EXIT_CODE)
 
 
 def save_run_args(output_dir: str, args: dict[str, Any], resolved: dict[str, Any] | None = None) -> None:

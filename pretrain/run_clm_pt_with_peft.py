@@ -86,12 +86,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
         tokenizer, prompts, os.path.join(training_args.output_dir, training.SAMPLES_FILE),
         max_new_tokens=sample_args.sample_max_new_tokens,
     )
+    preemption = training.PreemptionCallback()  # SIGUSR1/SIGTERM: checkpoint at the next step, exit 75, requeue
     trainer = Trainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
-                      data_collator=data.collate_blocks, processing_class=tokenizer, callbacks=[callback])
+                      data_collator=data.collate_blocks, processing_class=tokenizer, callbacks=[callback, preemption])
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    training.exit_if_preempted(preemption, training_args.output_dir)
 
     # 7. Save: model or adapter + tokenizer + langadapt_model.json, trainer state, metrics.
-    modeling.save_model(model, tokenizer, training_args.output_dir, prepared.info, trainer=trainer)
+    modeling.save_model(model, tokenizer, training_args.output_dir, prepared.info, trainer=trainer,
+                        tokenizer_dir=model_args.tokenizer_name_or_path)
     trainer.save_state()
     metrics = dict(train_result.metrics)
     if eval_ds is not None:

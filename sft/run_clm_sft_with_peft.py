@@ -24,18 +24,17 @@ import os
 
 from transformers import Trainer, set_seed
 
-from langadapt.adapters import copy_metadata
 from langadapt.args import AdaptationArguments, LangAdaptTrainingArguments, ModelArguments, SampleArguments
 from langadapt.cli import parse_args, run_main, setup_logging
-from langadapt.modeling import TOKENIZER_INFO_FILE, prepare_model, save_model
+from langadapt.modeling import default_tokenizer_to_adapter, prepare_model, save_model
 from langadapt.normalize import NormalizerConfig
 from langadapt.sft_data import (
     SFTDataArguments, make_collator, read_sft_records, resolve_max_seq_length, sample_prompts, tokenize_records,
 )
-from langadapt.templates import save_template_name
+from langadapt.templates import prompt_adds_special_tokens, save_template_name
 from langadapt.training import (
-    SAMPLES_FILE, SampleGenerationCallback, eval_metrics, is_main_process, load_prompts, resolve_checkpoint,
-    save_all_results, save_run_args, world_size,
+    SAMPLES_FILE, PreemptionCallback, SampleGenerationCallback, eval_metrics, exit_if_preempted, is_main_process,
+    load_prompts, resolve_checkpoint, save_all_results, save_run_args, world_size,
 )
 
 logger = logging.getLogger("sft")
@@ -54,6 +53,7 @@ def main(argv=None):
     # 2. resume detection and input checks, before any model is loaded (bad input fails in seconds)
     checkpoint = resolve_checkpoint(training_args.output_dir, training_args.overwrite_output_dir,
                                     training_args.resume_from_checkpoint)
+    default_tokenizer_to_adapter(model_args, adapt_args)  # --peft_path alone: the adapter's own tokenizer
     tok_dir = model_args.tokenizer_name_or_path
     normalizer = NormalizerConfig.from_dir(tok_dir) if os.path.isdir(tok_dir) else NormalizerConfig()
     train_records = read_sft_records(data_args.dataset_paths, "--dataset_dir", normalizer)
@@ -95,12 +95,14 @@ def main(argv=None):
                    "eval_data": eval_stats.as_dict("eval") if eval_stats else None})
 
     # 6. trainer, with sample generations at every evaluation
-    callbacks = []
+    preemption = PreemptionCallback()  # SIGUSR1/SIGTERM: checkpoint at the next step, exit 75, the launcher requeues
+    callbacks = [preemption]
     if eval_dataset is not None and sample_args.sample_max_new_tokens > 0:
         instructions = load_prompts(sample_args.sample_prompts_file) if sample_args.sample_prompts_file else None
         prompts = sample_prompts(instructions, data_args.template, tokenizer, normalizer)
-        callbacks.append(SampleGenerationCallback(tokenizer, prompts, os.path.join(training_args.output_dir,
-                                                  SAMPLES_FILE), sample_args.sample_max_new_tokens))
+        callbacks.append(SampleGenerationCallback(
+            tokenizer, prompts, os.path.join(training_args.output_dir, SAMPLES_FILE), sample_args.sample_max_new_tokens,
+            add_special_tokens=prompt_adds_special_tokens(data_args.template)))
     trainer = Trainer(
         model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
         data_collator=make_collator(tokenizer, data_args.packing, model_args.attn_implementation),
@@ -109,13 +111,13 @@ def main(argv=None):
 
     # 7. train (resuming when a checkpoint was found) and save
     result = trainer.train(resume_from_checkpoint=checkpoint)
+    exit_if_preempted(preemption, training_args.output_dir)
     model.config.use_cache = True  # saved configs keep generation fast
-    save_model(model, tokenizer, training_args.output_dir, prepared.info, trainer)
+    save_model(model, tokenizer, training_args.output_dir, prepared.info, trainer, tokenizer_dir=tok_dir)
     trainer.save_state()
     if is_main_process():
         save_template_name(training_args.output_dir, data_args.template)
         normalizer.save(training_args.output_dir)  # the normalization the model was trained with
-        copy_metadata([tok_dir], training_args.output_dir, names=(TOKENIZER_INFO_FILE,))
     metrics = {**result.metrics, **train_stats.as_dict("train")}
 
     # 8. evaluate

@@ -119,15 +119,35 @@ la_banner() {
 }
 
 # Preemption: Slurm sends SIGUSR1 to this shell (#SBATCH --signal=B:USR1@<s>) before the time limit or a preemption.
-# We requeue the job; Slurm then stops the job's processes (SIGTERM, SIGKILL after KillWait) and starts it again with
-# SLURM_RESTART_COUNT+1, and the training scripts resume from the last checkpoint in OUTPUT_DIR.
+# LA_PREEMPTION says what then happens (a launcher sets it after sourcing us):
+#   requeue (default; inference): requeue the job at once; Slurm stops its processes (SIGTERM, SIGKILL after
+#           KillWait) and starts it again with SLURM_RESTART_COUNT+1; the script skips the work already written.
+#   forward (training): pass SIGUSR1 on to the training processes of the running step, on every node (scancel
+#           without --batch signals every process of the job's steps but not this shell). torchrun ignores it (see
+#           la_run_torch), the training processes save a checkpoint at the next optimizer step and exit with
+#           LA_PREEMPTED_EXIT (langadapt.training.PREEMPTED_EXIT_CODE); then la_exec requeues, and the restarted job
+#           resumes from that step. At most one step of work is lost, not SAVE_STEPS.
+LA_PREEMPTION=${LA_PREEMPTION:-requeue}
+LA_PREEMPTED_EXIT=75
+LA_SIGNALLED=
+
+la_requeue() {
+    la_log "requeueing job ${SLURM_JOB_ID} (restart ${SLURM_RESTART_COUNT:-0} -> $((${SLURM_RESTART_COUNT:-0} + 1)));" \
+        "it resumes from its last checkpoint"
+    scontrol requeue "$SLURM_JOB_ID"
+}
+
 la_on_usr1() {
-    if [[ -n ${SLURM_JOB_ID:-} ]]; then
-        la_log "SIGUSR1 (time limit or preemption ahead): requeueing job ${SLURM_JOB_ID}" \
-            "(restart ${SLURM_RESTART_COUNT:-0} -> $((${SLURM_RESTART_COUNT:-0} + 1))); it resumes from its last checkpoint"
-        scontrol requeue "$SLURM_JOB_ID" || la_log "scontrol requeue failed; the job will end at its time limit"
-    else
+    if [[ -z ${SLURM_JOB_ID:-} ]]; then
         la_log "SIGUSR1 outside Slurm: nothing to requeue, continuing"
+    elif [[ $LA_PREEMPTION == forward && -n $LA_CHILD ]]; then
+        LA_SIGNALLED=1
+        la_log "SIGUSR1 (time limit or preemption ahead): forwarding it to the training processes; they save a" \
+            "checkpoint at the next step and exit, then the job requeues"
+        scancel --signal=USR1 "$SLURM_JOB_ID" || la_log "scancel --signal=USR1 failed; the job will end at its limit"
+    else
+        la_log "SIGUSR1 (time limit or preemption ahead)"
+        la_requeue || la_log "scontrol requeue failed; the job will end at its time limit"
     fi
 }
 
@@ -156,6 +176,12 @@ la_exec() {
         break
     done
     LA_CHILD=
+    # A training step stopped for preemption (its own exit code; through srun + torchrun any failure after the
+    # forwarded signal): its checkpoint is saved, so requeue; the restarted job resumes from it.
+    if ((rc == LA_PREEMPTED_EXIT)) || [[ -n $LA_SIGNALLED && $rc != 0 ]]; then
+        if la_requeue; then exit 0; fi
+        la_log "scontrol requeue failed"
+    fi
     return "$rc"
 }
 trap la_on_usr1 USR1
@@ -169,7 +195,10 @@ la_run_torch() {
         # srun does not inherit --cpus-per-task from sbatch since Slurm 22.05: pass it, or torchrun gets one core.
         local srun=(srun --nodes="$NNODES" --ntasks-per-node=1 --kill-on-bad-exit=1)
         [[ -n ${SLURM_CPUS_PER_TASK:-} ]] && srun+=(--cpus-per-task="$SLURM_CPUS_PER_TASK")
-        la_exec "${srun[@]}" "$PYTHON" -m torch.distributed.run --nnodes="$NNODES" \
+        # torchrun itself ignores SIGUSR1 (an ignored signal stays ignored across exec; by default USR1 would kill
+        # it): only its training processes, which install their own handler, act on a forwarded warning.
+        la_exec "${srun[@]}" bash -c 'trap "" USR1; exec "$@"' la-torchrun \
+            "$PYTHON" -m torch.distributed.run --nnodes="$NNODES" \
             --nproc_per_node="$NPROC_PER_NODE" --rdzv_id="$SLURM_JOB_ID" --rdzv_backend=c10d \
             --rdzv_endpoint="$MASTER_ADDR:$MASTER_PORT" "$script" "${ARGS[@]}" "${LA_EXTRA[@]}"
     elif ((NPROC_PER_NODE > 1)); then

@@ -277,6 +277,35 @@ def test_usr1_outside_slurm_is_logged_and_ignored(tmp_path):
     assert "survived" in proc.stdout and "SIGUSR1 outside Slurm" in proc.stderr
 
 
+def _fake_slurm_commands(tmp_path) -> tuple[str, str]:
+    """A bin folder whose scancel/scontrol append their arguments to a file; returns (bin, record)."""
+    bin_dir, record = tmp_path / "bin", tmp_path / "slurm_calls"
+    bin_dir.mkdir()
+    for name in ("scancel", "scontrol"):
+        (bin_dir / name).write_text(f'#!/bin/bash\necho "{name} $*" >>"{record}"\n')
+        (bin_dir / name).chmod(0o755)
+    return str(bin_dir), str(record)
+
+
+@pytest.mark.parametrize("case", ["exit75", "forwarded"])
+def test_training_launcher_forwards_usr1_and_requeues_after_the_checkpoint(case, tmp_path):
+    """LA_PREEMPTION=forward (pretrain/sft): SIGUSR1 goes on to the job's steps (scancel without --batch) instead of
+    an immediate requeue; the requeue comes once the step has exited (75, or any failure after the signal)."""
+    bin_dir, record = _fake_slurm_commands(tmp_path)
+    step = "exit 75" if case == "exit75" else "sleep 1; exit 1"  # torchrun reports a failed worker as 1
+    send = "" if case == "exit75" else "(sleep 0.3; kill -USR1 $$) &\n"
+    script = tmp_path / "t.sh"
+    script.write_text(f'set -euo pipefail\nLANGADAPT_ROOT={REPO_ROOT}\nsource "$LANGADAPT_ROOT/slurm/common.sh"\n'
+                      f'LA_PREEMPTION=forward\n{send}la_exec bash -c "{step}"\necho not-reached\n')
+    env = _clean_env({"SLURM_JOB_ID": "123", "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    proc = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0 and "not-reached" not in proc.stdout, proc.stderr
+    calls = open(record).read().splitlines()
+    want = ["scontrol requeue 123"] if case == "exit75" else ["scancel --signal=USR1 123", "scontrol requeue 123"]
+    assert calls == want, proc.stderr
+    assert "requeueing job 123" in proc.stderr
+
+
 # ---------------------------------------------------------------------------------------------- pipeline.sh
 
 

@@ -92,3 +92,62 @@ def test_deepspeed_zero3_with_resized_embeddings(tiny_model_dir, ext_dir, corpus
     got = model.get_input_embeddings().weight
     assert (got[1000:1100] - want[1000:1100]).abs().max() < 5e-3
     assert got[1000:1100].abs().sum() > 0
+
+
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (from /proc)."""
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                kids.append(int(entry))
+    return kids
+
+
+def test_preemption_signal_to_one_rank_stops_every_rank_at_the_same_step(tiny_model_dir, ext_dir, corpus, tmp_path):
+    """SIGUSR1 to one of two DDP workers (torchrun ignoring it, as slurm/common.sh runs it): the ranks agree on the
+    step, one checkpoint of that step is saved, the workers exit 75; a rerun resumes from it and finishes."""
+    import re
+    import signal
+    import time
+
+    out = str(tmp_path / "ddp_preempt")
+    argv = base_argv(tiny_model_dir, ext_dir, corpus, out, "--training_mode", "lora", "--ddp_backend", "gloo",
+                     "--max_steps", "400", "--save_strategy", "steps", "--save_steps", "1000",
+                     "--validation_split_percentage", "0")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    log_path = tmp_path / "torchrun.log"
+    cmd = ["bash", "-c", 'trap "" USR1; exec "$@"', "torchrun", sys.executable, "-m", "torch.distributed.run",
+           "--nproc_per_node", "2", "--master_port", str(free_port()), SCRIPT, *argv]
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 300
+        while log_path.read_text(errors="replace").count("'loss'") < 3:
+            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
+            time.sleep(0.1)
+        workers = _children(proc.pid)
+        assert len(workers) == 2, workers
+        os.kill(max(workers), signal.SIGUSR1)  # one rank only
+        proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log_path.read_text(errors="replace")
+    assert proc.returncode != 0 and "exitcode  : 75" in text, text[-3000:]
+    checkpoints = [n for n in os.listdir(out) if n.startswith("checkpoint-")]
+    assert len(checkpoints) == 1, checkpoints
+    step = int(checkpoints[0].split("-")[1])
+    assert 3 <= step < 400
+    # One rank received the signal; both stopped at the same step (each logs it: a warning).
+    assert text.count("SIGUSR1 received") == 1, text[-3000:]
+    assert re.findall(r"preempted: saving checkpoint-(\d+)", text) == [str(step)] * 2
+    torchrun(argv)
+    state = json.load(open(os.path.join(out, "trainer_state.json")))
+    assert state["global_step"] == 400
+    assert json.load(open(os.path.join(out, "run_args.json")))["resolved"]["resumed_from"].endswith(checkpoints[0])

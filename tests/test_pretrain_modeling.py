@@ -160,6 +160,21 @@ def test_base_tokenizer_on_an_extended_model_is_an_error(tiny_model_dir, ext_bpe
         prepare(str(tmp_path), bpe_base_dir)
 
 
+def test_merged_model_whose_padded_table_covers_the_tokenizer_needs_no_init(tiny_model_dir, ext_bpe_dir, tmp_path):
+    """A merged model (our own output: 1150 tokens padded to 1152 rows) trained on with its own tokenizer: no row is
+    new, so the default subtoken_mean needs no base tokenizer and every row, padding included, is left as is."""
+    p = prepare(tiny_model_dir, ext_bpe_dir)
+    assert p.resize.padding_rows > 0
+    p.model.save_pretrained(tmp_path)
+    p.tokenizer.save_pretrained(tmp_path)
+    p.info.save(str(tmp_path))
+    trained = p.model.get_input_embeddings().weight.detach().clone()
+    q = prepare(str(tmp_path), ext_bpe_dir, "lora")  # raised "needs the base tokenizer" before
+    assert q.resize.embedding_rows == q.resize.base_rows == trained.shape[0]
+    assert q.resize.new_token_ids == [] and q.resize.subtoken_fallbacks == []
+    assert torch.equal(q.model.get_base_model().get_input_embeddings().weight, trained)
+
+
 def test_spare_rows_of_the_base_get_new_token_init(tiny_model_dir, ext_bpe_dir, tmp_path):
     """A base shipped with spare rows (Qwen-style): new tokens that land in them are initialised, not left as is."""
     m = AutoModelForCausalLM.from_pretrained(tiny_model_dir)

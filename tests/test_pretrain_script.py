@@ -51,9 +51,12 @@ def test_smoke_lora_writes_exactly_the_contract_files(tiny_model_dir, ext_dir, c
                                       "--sample_max_new_tokens", "3", "--sample_prompts_file", str(prompts)))
     assert sorted(os.listdir(out)) == sorted([
         "README.md", "adapter_config.json", "adapter_model.safetensors", "all_results.json", "chat_template.jinja",
-        "langadapt_model.json", "run_args.json", "runs", "samples.jsonl", "tokenizer.json", "tokenizer_config.json",
-        "trainer_state.json", "training_args.bin",
+        "langadapt_model.json", "langadapt_normalizer.json", "langadapt_tokenizer.json", "run_args.json", "runs",
+        "samples.jsonl", "tokenizer.json", "tokenizer_config.json", "trainer_state.json", "training_args.bin",
     ])
+    # The tokenizer folder's own records travel with the adapter (save_pretrained writes only HF files).
+    for name in ("langadapt_normalizer.json", "langadapt_tokenizer.json"):
+        assert read(os.path.join(out, name)) == read(os.path.join(ext_dir, name)), name
     results = read(os.path.join(out, "all_results.json"))
     assert results["eval_perplexity"] == pytest.approx(torch.tensor(results["eval_loss"]).exp().item(), rel=1e-5)
     assert {"train_loss", "train_runtime", "eval_loss"} <= set(results) and metrics["eval_loss"] == results["eval_loss"]
@@ -78,6 +81,9 @@ def test_smoke_lora_writes_exactly_the_contract_files(tiny_model_dir, ext_dir, c
     # modules_to_save: the trained tables, whole (peft stores them under the plain module names).
     assert saved["base_model.model.model.embed_tokens.weight"].shape[0] == 1152
     assert saved["base_model.model.lm_head.weight"].shape[0] == 1152
+    # ... and nothing else of them: no second copy of the resized base tables (adapters.py's docstring).
+    assert sorted(k for k in saved if "embed_tokens" in k or "lm_head" in k) == [
+        "base_model.model.lm_head.weight", "base_model.model.model.embed_tokens.weight"]
 
 
 @pytest.mark.parametrize("mode,files", [
@@ -161,6 +167,42 @@ def test_resume_matches_an_unbroken_run(tiny_model_dir, ext_dir, corpus, tmp_pat
         torch.testing.assert_close(w_a[k], w_b[k], rtol=0, atol=1e-6)
 
 
+def test_preemption_signal_saves_at_the_next_step_and_exits_75(tiny_model_dir, ext_dir, corpus, tmp_path,
+                                                                 monkeypatch):
+    """SIGUSR1 during step 3 of 5 (checkpoints every 100 steps): checkpoint-3 is saved, the script exits 75 without
+    final outputs, and the rerun resumes from step 3 and ends where an unbroken run ends."""
+    import signal
+
+    from langadapt import training
+
+    class SignalAtStep3(training.PreemptionCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                os.kill(os.getpid(), signal.SIGUSR1)  # what slurm/common.sh forwards on Slurm's warning
+            return super().on_step_end(args, state, control, **kwargs)
+
+    def argv(out):
+        return base_argv(tiny_model_dir, ext_dir, corpus, out, "--training_mode", "lora", "--max_steps", "5",
+                         "--save_strategy", "steps", "--save_steps", "100", "--validation_split_percentage", "0")
+
+    straight, broken = str(tmp_path / "straight"), str(tmp_path / "broken")
+    pretrain.main(argv(straight))
+    with monkeypatch.context() as m:
+        m.setattr(training, "PreemptionCallback", SignalAtStep3)
+        with pytest.raises(SystemExit) as exit_info:
+            pretrain.main(argv(broken))
+    assert exit_info.value.code == training.PREEMPTED_EXIT_CODE == 75
+    assert sorted(n for n in os.listdir(broken) if n.startswith("checkpoint-")) == ["checkpoint-3"]
+    assert not os.path.exists(os.path.join(broken, "adapter_model.safetensors"))  # final outputs: the resumed run's
+    assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL  # handlers restored after train()
+    pretrain.main(argv(broken))
+    assert read(os.path.join(broken, "run_args.json"))["resolved"]["resumed_from"].endswith("checkpoint-3")
+    (loss_a, w_a), (loss_b, w_b) = _final_state(straight), _final_state(broken)
+    assert abs(loss_a[5] - loss_b[5]) < 1e-6
+    for k in w_a:
+        torch.testing.assert_close(w_a[k], w_b[k], rtol=0, atol=1e-6)
+
+
 def test_incomplete_last_checkpoint_is_skipped(tmp_path):
     from langadapt.training import resolve_checkpoint
 
@@ -181,6 +223,15 @@ def test_peft_path_continues_or_stacks(tiny_model_dir, ext_dir, corpus, tmp_path
     a, b = load_file(os.path.join(first, "adapter_model.safetensors")), \
         load_file(os.path.join(cont, "adapter_model.safetensors"))
     assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)
+    # --peft_path without --tokenizer_name_or_path: the adapter's own (merged) tokenizer, not the base model's.
+    own = str(tmp_path / "own_tokenizer")
+    argv = base_argv(tiny_model_dir, ext_dir, corpus, own, "--training_mode", "lora", "--peft_path", first)
+    i = argv.index("--tokenizer_name_or_path")
+    del argv[i:i + 2]
+    pretrain.main(argv)
+    assert read(os.path.join(own, "run_args.json"))["model"]["tokenizer_name_or_path"] == first
+    assert read(os.path.join(own, "langadapt_model.json"))["tokenizer_size"] == \
+        read(os.path.join(first, "langadapt_model.json"))["tokenizer_size"]
     # Another type: the LoRA adapter is merged into the base and recorded as the parent of the new one.
     stacked = str(tmp_path / "stacked")
     pretrain.main(base_argv(tiny_model_dir, ext_dir, corpus, stacked, "--training_mode", "new_rows",

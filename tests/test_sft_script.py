@@ -149,3 +149,34 @@ def test_adapter_of_another_vocabulary_is_refused(tmp_path, tiny_model_dir, bpe_
         sft.main(sft_argv(tiny_model_dir, bpe_base_dir, sft_data[0], str(tmp_path / "o"), "--peft_path",
                           pt_adapter, "--training_mode", "lora"))
     assert not (tmp_path / "o").exists()
+
+
+class _RecordingModel(torch.nn.Module):
+    """Stands in for a causal LM: records the prompt ids generate() gets and returns them with one token more."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.seen = []
+
+    def generate(self, input_ids, **kwargs):
+        self.seen.append(input_ids[0].tolist())
+        return torch.cat([input_ids, input_ids[:, -1:]], dim=1)
+
+
+def test_sample_prompts_with_their_own_bos_are_not_given_a_second_one(sp_base_dir):
+    """--template chat prompts already start with BOS; the SFT script turns the tokenizer's BOS off for them."""
+    from transformers import AutoTokenizer
+
+    from langadapt.templates import prompt_adds_special_tokens
+    from langadapt.training import SampleGenerationCallback
+
+    tok = AutoTokenizer.from_pretrained(sp_base_dir)
+    assert tok("x")["input_ids"][0] == tok.bos_token_id  # a BOS-adding tokenizer (Llama-2 style)
+    prompt = tok.bos_token + "سلام"  # what a chat template writes
+    for template, bos_count in (("chat", 1), ("alpaca", 2)):
+        model = _RecordingModel()
+        cb = SampleGenerationCallback(tok, [prompt], "unused.jsonl", max_new_tokens=1,
+                                      add_special_tokens=prompt_adds_special_tokens(template))
+        cb.generate(model)
+        assert model.seen[0].count(tok.bos_token_id) == bos_count, template

@@ -3,8 +3,9 @@
 * The whole chain through ``slurm/pipeline.sh``: tokenizer -> pretrain -> merge -> sft -> merge, inference + scoring +
   perplexity for the base model and after each stage, the final table and report. Every launcher runs under sbatch.
 * A failing stage cancels everything that depends on it (afterok + --kill-on-invalid-dep).
-* Preemption: a pretraining job sent SIGUSR1 (what ``#SBATCH --signal=B:USR1@300`` delivers) requeues itself,
-  resumes from its last checkpoint with SLURM_RESTART_COUNT=1, and ends in the same state as an uninterrupted job.
+* Preemption: a pretraining job sent SIGUSR1 (what ``#SBATCH --signal=B:USR1@300`` delivers) forwards it to its
+  training processes, which save a checkpoint at the step they reached and exit; the job requeues itself, resumes
+  from that step with SLURM_RESTART_COUNT=1, and ends in the same state as an uninterrupted job.
 * ``pipeline.sh --local`` (no Slurm; what the demo runs) and its rerun, which skips finished steps.
 
 The Slurm tests are marked ``slurm``; they skip (with the reason) only when Slurm cannot be installed here.
@@ -106,9 +107,6 @@ def test_pipeline_chain_completes_with_final_table(slurm, tiny_inputs, tmp_path)
         # SFT on a new adapter over the merged pretraining model: exercises merge.sbatch inside the chain.
         "SFT_KIND": "sft", "SFT_FROM": "merged:pretrain", "SFT_DATASET_DIR": tiny_inputs["sft_dir"],
         "SFT_MAX_SEQ_LENGTH": "128", **_stage_vars("SFT", TINY_TRAINING),
-        # Workaround: with subtoken_mean, a merged model whose padded table already covers the tokenizer fails in
-        # langadapt.embeddings.resize_and_init ("needs the base tokenizer"; no row is new). Reported; drop when fixed.
-        "SFT_EMBEDDING_INIT": "mean",
         "EVAL_DATA_DIR": tiny_inputs["testset"], "EVAL_MAX_NEW_TOKENS": "4", "EVAL_BATCH_SIZE": "4",
         "EVAL_PERPLEXITY_FILES": tiny_inputs["ppl_files"], "EVAL_PERPLEXITY_MAX_WORDS": "200",
         "MERGE_FINAL": "true",
@@ -179,9 +177,10 @@ def _last_loss(folder) -> tuple[int, float]:
 
 
 @pytest.mark.slurm
-def test_usr1_preemption_requeues_and_resumes_to_the_same_state(slurm, tiny_inputs, tmp_path):
-    # Long enough (40 steps, a checkpoint every 4) that the signal lands mid-run, short enough for a test.
-    settings = {**TINY_TRAINING, "MAX_STEPS": "40", "SAVE_STEPS": "4", "BLOCK_SIZE": "128",
+def test_usr1_preemption_saves_at_the_signal_step_requeues_and_resumes_to_the_same_state(slurm, tiny_inputs, tmp_path):
+    # Long enough (40 steps) that the signal lands mid-run, short enough for a test. No periodic checkpoint
+    # (SAVE_STEPS > MAX_STEPS): the only checkpoint is the one the signal asks for.
+    settings = {**TINY_TRAINING, "MAX_STEPS": "40", "SAVE_STEPS": "1000", "BLOCK_SIZE": "128",
                 "PER_DEVICE_TRAIN_BATCH_SIZE": "4", "GRADIENT_ACCUMULATION_STEPS": "4", "SAVE_TOTAL_LIMIT": "10"}
     env = {**settings, "MODEL_NAME_OR_PATH": tiny_inputs["model"], "DATASET_DIR": tiny_inputs["fa_dir"]}
     logs = str(tmp_path / "logs")
@@ -192,19 +191,36 @@ def test_usr1_preemption_requeues_and_resumes_to_the_same_state(slurm, tiny_inpu
     job = slurm.submit([script], log_dir=logs, env={**env, "OUTPUT_DIR": str(out),
                                                     "DATA_CACHE_DIR": str(tmp_path / "cache_preempted")})
 
-    # Send the warning signal once the first checkpoint exists (what --signal=B:USR1@300 does before the limit).
+    # Send the warning signal (what --signal=B:USR1@300 does before the limit) a few optimizer steps in: the
+    # Trainer logs every step (LOGGING_STEPS=1), so the log's loss lines count the steps done.
     deadline = time.monotonic() + 300
-    while not (out / "checkpoint-4" / "trainer_state.json").is_file():
+    while True:
         info = slurm.show(job)
         assert info.get("JobState") in ("PENDING", "RUNNING"), slurm.log_tail(info)
-        assert time.monotonic() < deadline, "no checkpoint-4 after 300 s"
+        text = open(info["StdOut"], encoding="utf-8", errors="replace").read() if os.path.isfile(
+            info.get("StdOut", "")) else ""
+        steps_done = text.count("'loss'")
+        if steps_done >= 3:
+            break
+        assert time.monotonic() < deadline, "no 3 logged steps after 300 s\n" + slurm.log_tail(info)
         time.sleep(0.2)
     slurm.run(["scancel", "--signal=USR1", "--batch", job])
-    info = slurm.wait(job, timeout=60, states={"PENDING", "REQUEUED", "COMPLETED", "FAILED"})
+    info = slurm.wait(job, timeout=120, states={"PENDING", "REQUEUED", "COMPLETED", "FAILED"})
     assert info["JobState"] != "COMPLETED", "the job finished before the signal took effect; make it longer"
     info = slurm.wait(job, timeout=60, states={"PENDING"})
     assert info["Restarts"] == "1", info
-    # Slurm holds a requeued batch job for about 120 s (BeginTime); release it now instead of waiting.
+    # The checkpoint is the step reached when the signal came (the step in progress finishes first), not a
+    # SAVE_STEPS multiple; it is the only one.
+    checkpoints = sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint-"))
+    assert len(checkpoints) == 1, checkpoints
+    saved_step = int(checkpoints[0].split("-")[1])
+    assert steps_done <= saved_step <= steps_done + 2 and saved_step < 40, (steps_done, saved_step)
+    log = open(info["StdOut"], encoding="utf-8", errors="replace").read()
+    assert f"preempted: saving checkpoint-{saved_step} at step {saved_step}" in log, log[-3000:]
+    assert "forwarding it to the training processes" in log
+    # Slurm holds a requeued batch job for about 120 s (BeginTime); release it now instead of waiting, but not in the
+    # second of the requeue: slurmd refuses a job credential made in the same second the old one was revoked.
+    time.sleep(2)
     slurm.run(["scontrol", "update", f"JobId={job}", "StartTime=now"])
 
     for job_id in (job, reference):
@@ -215,7 +231,7 @@ def test_usr1_preemption_requeues_and_resumes_to_the_same_state(slurm, tiny_inpu
     assert "requeueing job" in log
     run_args = json.load(open(out / "run_args.json", encoding="utf-8"))
     assert run_args["run"]["slurm_restart_count"] == "1"
-    assert "checkpoint-" in str(run_args["resolved"]["resumed_from"]), run_args["resolved"]["resumed_from"]
+    assert str(run_args["resolved"]["resumed_from"]).endswith(f"checkpoint-{saved_step}"), run_args["resolved"]
 
     # Same final state as the uninterrupted run: step, last logged loss, adapter weights.
     step, loss = _last_loss(out)
