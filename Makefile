@@ -42,8 +42,12 @@ test-fast: setup
 test-slow: setup
 	$(call run_pytest,-m "slow" -q)
 
+# Every benchmark prints its numbers next to a baseline measured in the same run and writes a JSON to outputs/bench.
 bench: setup
-	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	$(BIN)/python bench/tokenizer.py --output_dir outputs/bench
+	$(BIN)/python bench/pretrain.py --output_dir outputs/bench
+	OMP_NUM_THREADS=1 $(BIN)/python bench/inference.py --output_dir outputs/bench
+	$(BIN)/python bench/gpu_scale.py --shape tiny --output_dir outputs/bench/gpu_scale
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache
