@@ -299,7 +299,7 @@ def run_config(name: str, args: BenchArguments, tokenizer_size: int, peak_tflops
         with tempfile.TemporaryDirectory() as tmp:
             targs = LangAdaptTrainingArguments(
                 output_dir=tmp, max_steps=args.warmup_steps + args.steps, per_device_train_batch_size=batch,
-                gradient_checkpointing=checkpointing, bf16=amp == "bf16", fp16=amp == "fp16", report_to="none",
+                activation_checkpointing=checkpointing, bf16=amp == "bf16", fp16=amp == "fp16", report_to="none",
                 save_strategy="no", logging_steps=10**6, disable_tqdm=True, dataloader_num_workers=0,
                 use_cpu=not cuda, seed=0,
             )

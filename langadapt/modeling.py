@@ -2,7 +2,7 @@
 
 One call does it for both training stages::
 
-    prepared = prepare_model(model_args, adapt_args, gradient_checkpointing=training_args.gradient_checkpointing)
+    prepared = prepare_model(model_args, adapt_args, gradient_checkpointing=training_args.activation_checkpointing)
     prepared.model       # a PreTrainedModel (full/embeddings) or a PeftModel (lora/new_rows)
     prepared.tokenizer   # with a pad token
     prepared.info        # ModelInfo, written as langadapt_model.json by save_model()
@@ -221,7 +221,7 @@ def apply_training_mode(model, adapt_args: AdaptationArguments, resize: ResizeRe
     from peft import LoraConfig, TaskType, TrainableTokensConfig, get_peft_model
 
     # peft warns that tied adapters cannot be tied, but TrainableTokens and ensure_weight_tying do tie them
-    # (tests/test_pretrain_modes.py checks the head follows the trained rows).
+    # (tests/test_pretrain_modeling.py checks the head follows the trained rows).
     warnings.filterwarnings("ignore", message="Model has `tie_word_embeddings=True`")
     warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
     mode = adapt_args.training_mode

@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     # 3. Model and tokenizer: load, grow the vocabulary, initialise new rows, set what is trained.
     prepared = modeling.prepare_model(model_args, adapt_args,
-                                      gradient_checkpointing=training_args.gradient_checkpointing)
+                                      gradient_checkpointing=training_args.activation_checkpointing)
     model, tokenizer = prepared.model, prepared.tokenizer
     block_size = data.resolve_block_size(data_args.block_size, model.config)
 

@@ -61,7 +61,7 @@ def main(argv=None):
                     if data_args.validation_file else None)
 
     # 3. model and tokenizer: resize, continue --peft_path or set up a new adapter (shared with pretraining)
-    prepared = prepare_model(model_args, adapt_args, gradient_checkpointing=training_args.gradient_checkpointing)
+    prepared = prepare_model(model_args, adapt_args, gradient_checkpointing=training_args.activation_checkpointing)
     model, tokenizer = prepared.model, prepared.tokenizer
     # The KV cache is useless while training, conflicts with checkpointing, and while it is on transformers does not
     # read packed position ids as example boundaries (packed examples would attend to each other).
