@@ -34,7 +34,11 @@ class DemoArguments:
     recipe: str = field(default=os.path.join(REPO, "configs", "recipes", "demo.env"),
                         metadata={"help": "Recipe file (bash variables; format: top of slurm/pipeline.sh)."})
     quick: bool = field(default=False, metadata={"help": "Apply the recipe's QUICK overrides (a CI-sized run)."})
-    set: list[str] = field(default_factory=list, metadata={"help": "VAR=value overrides of the recipe.", "nargs": "+"})
+    set: list[str] = field(
+        default_factory=list,
+        metadata={"help": "VAR=value overrides of the recipe (--set A=1 B=2, or --set A=1 --set B=2).", "nargs": "+",
+                  "action": "extend"},
+    )
     fresh: bool = field(default=False, metadata={"help": "Delete RUN_DIR first and redo every step."})
 
 
@@ -78,7 +82,8 @@ def main(argv=None) -> str:
         text = f.read()
     print(text)
     print(f"Goals:\n{demo.goals_summary(os.path.join(run_dir, 'report.json'))}")
-    print(f"Report: {os.path.join(run_dir, 'report.md')} (charts beside it); total {(time.time() - start) / 60:.1f} min")
+    minutes = (time.time() - start) / 60
+    print(f"Report: {os.path.join(run_dir, 'report.md')} (charts beside it); total {minutes:.1f} min")
     return text
 
 

@@ -51,10 +51,13 @@ class PerplexityArguments:
     block_size: int | None = field(
         default=None, metadata={"help": "Tokens per scoring window. Default: min(1024, the model's context)."}
     )
-    batch_tokens: int = field(default=2048, metadata={"help": "Padded tokens per forward pass (memory ~ this x vocab)."})
+    batch_tokens: int = field(
+        default=2048, metadata={"help": "Padded tokens per forward pass (logits memory ~ this x vocabulary x 4 bytes)."}
+    )
     max_documents: int | None = field(default=None, metadata={"help": "Score only the first N documents of each file."})
     max_words: int | None = field(
-        default=None, metadata={"help": "Score the first documents of each file up to about N words (keeps CPU runs short)."}
+        default=None,
+        metadata={"help": "Score the first documents of each file up to about N words (keeps CPU runs short)."},
     )
     torch_dtype: str | None = field(
         default=None, metadata={"help": "Load dtype (default float32).", "choices": list(TORCH_DTYPES)}

@@ -24,7 +24,9 @@ class ReportArguments:
     """Where the run is and where the report goes."""
 
     run_dir: str | None = field(default=None, metadata={"help": "Run directory (stage outputs). Required."})
-    output_dir: str | None = field(default=None, metadata={"help": "Folder for report.md and charts. Default: --run_dir."})
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Folder for report.md, report.json and the charts. Default: --run_dir."}
+    )
     quiet: bool = field(default=False, metadata={"help": "Do not print the report."})
 
     def __post_init__(self) -> None:

@@ -174,8 +174,19 @@ def _ordered_stages(items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
 
 
 def timings(run_dir: str) -> dict | None:
+    """timings.json, its steps in the order they ran (the order their ``timings/<step>.seconds`` were written)."""
     path = os.path.join(run_dir, "timings.json")
-    return read_json(path) if os.path.isfile(path) else None
+    if not os.path.isfile(path):
+        return None
+    data = read_json(path)
+    stages = data.get("stages") or {}
+
+    def written(name: str) -> float:
+        f = os.path.join(run_dir, "timings", f"{name}.seconds")
+        return os.path.getmtime(f) if os.path.isfile(f) else float("inf")
+
+    data["stages"] = {name: stages[name] for name in sorted(stages, key=lambda n: (written(n), n))}
+    return data
 
 
 def samples(run_dir: str, per_file: int = 1, max_files: int = 4, max_chars: int = 160) -> list[dict]:
@@ -309,7 +320,8 @@ def render_markdown(data: dict, goals_result: list[dict], charts: dict[str, str]
 
     md += ["## Training loss", ""]
     if data["training"]:
-        md += ["| stage | logged steps | first loss | last loss | train runtime (s) |", "| --- | ---: | ---: | ---: | ---: |"]
+        md += ["| stage | logged steps | first loss | last loss | train runtime (s) |",
+               "| --- | ---: | ---: | ---: | ---: |"]
         for stage, c in data["training"].items():
             md.append(f"| {stage} | {len(c['steps'])} | {_f(c['loss'][0] if c['loss'] else None, 3)} | "
                       f"{_f(c['loss'][-1] if c['loss'] else None, 3)} | {_f(c['runtime'], 1)} |")

@@ -87,7 +87,9 @@ def plain_copy(gguf_model):
     # Tied output heads appear as "missing" in some versions; they share the embedding tensor, so nothing is lost.
     missing = [k for k in missing if not (config.tie_word_embeddings and k.endswith("lm_head.weight"))]
     if missing or unexpected:
-        raise RuntimeError(f"GGUF state dict does not fit the rebuilt model: missing {missing}, unexpected {unexpected}")
+        raise RuntimeError(
+            f"GGUF state dict does not fit the rebuilt model: missing {missing}, unexpected {unexpected}"
+        )
     if config.tie_word_embeddings:
         model.tie_weights()
     model.generation_config = copy.deepcopy(gguf_model.generation_config)

