@@ -46,6 +46,7 @@
 # <stage>_merged/, predictions/{base,<stage>...}/ with scores.json, perplexity/{base,base_merged,<stage>...}/,
 # scores/comparison.{md,json,png} (rows = base + stages, columns = task x language), report.md, timings.json.
 # ---------------------------------------------------------------------------------------------------------------
+{ # Bash reads this whole block before running it, so editing this file during a run cannot break the run.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -54,7 +55,7 @@ while [[ ${1:-} == --* ]]; do
     case $1 in
         --local) MODE=local ;;
         --dry-run) MODE=dry ;;
-        --help | -h) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        --help | -h) sed -n '2,/^{ # Bash reads/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "error: unknown option $1 (use --local, --dry-run or --help)" >&2; exit 2 ;;
     esac
     shift
@@ -315,3 +316,5 @@ case $MODE in
         "(follow with: squeue -u \$USER; logs in $LOG_DIR/)" ;;
     local) echo "done: final table $RUN_DIR/scores/comparison.md, report $RUN_DIR/report.md" ;;
 esac
+exit
+}
