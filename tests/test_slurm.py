@@ -17,6 +17,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 
 import pytest
@@ -282,3 +283,38 @@ def test_local_pipeline_runs_and_a_rerun_skips_finished_steps(tiny_inputs, tmp_p
     assert again.returncode == 0, again.stderr[-5000:]
     for step in ("eval_base", "pretrain", "eval_pretrain"):
         assert f"step {step}: already complete" in again.stderr, step
+
+
+def test_local_four_stage_recipe_gives_a_row_per_stage(tiny_inputs, tmp_path):
+    """Issue 9's recipe shape on the tiny model: Persian pretraining -> bilingual pretraining (same adapter) ->
+    bilingual SFT (same adapter) -> task SFT on a new adapter over the merged stage-3 model, each evaluated, with the
+    bilingual data made by data/prepare_parallel.py from the bundled sources. One table row per stage."""
+    parallel = tmp_path / "parallel"
+    prep = subprocess.run(
+        [sys.executable, os.path.join(REPO_ROOT, "data", "prepare_parallel.py"),
+         "--output_dir", str(parallel)], capture_output=True, text=True, timeout=300)
+    assert prep.returncode == 0, prep.stderr[-3000:]
+    run = tmp_path / "run"
+    stages = {"PT_FA": ("pretrain", tiny_inputs["fa_dir"]), "PT_BI": ("pretrain", str(parallel / "pretrain")),
+              "SFT_BI": ("sft", str(parallel / "sft")), "SFT_TASK": ("sft", tiny_inputs["sft_dir"])}
+    lines = {"RUN_DIR": str(run), "BASE_MODEL": tiny_inputs["model"], "STAGES": "pt_fa pt_bi sft_bi sft_task",
+             "LOG_DIR": str(tmp_path / "logs"), "EVAL_DATA_DIR": tiny_inputs["testset"], "EVAL_MAX_NEW_TOKENS": "4",
+             "MERGE_FINAL": "false", "SFT_TASK_FROM": "merged:sft_bi"}
+    for prefix, (kind, data) in stages.items():
+        lines.update({f"{prefix}_KIND": kind, f"{prefix}_DATASET_DIR": data, **_stage_vars(prefix, TINY_TRAINING)})
+    for prefix in ("SFT_BI", "SFT_TASK"):  # the SFT launcher has no BLOCK_SIZE; its sequence cap is MAX_SEQ_LENGTH
+        del lines[f"{prefix}_BLOCK_SIZE"]
+        lines[f"{prefix}_MAX_SEQ_LENGTH"] = "384"  # the tiny English tokenizer spells Persian in bytes
+    recipe = _recipe(tmp_path / "four.env", lines)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_"))}
+    proc = subprocess.run(["bash", os.path.join(REPO_ROOT, "slurm", "pipeline.sh"), "--local", recipe], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    # Stages 2 and 3 kept training the adapter they started from; stage 4 started on the merged stage-3 model.
+    for stage, parent in (("pt_bi", "pt_fa"), ("sft_bi", "pt_bi")):
+        run_args = json.load(open(run / stage / "run_args.json", encoding="utf-8"))
+        assert run_args["adaptation"]["peft_path"].rstrip("/").endswith(parent), run_args["adaptation"]
+    assert (run / "sft_bi_merged" / "config.json").is_file()
+    markdown = (run / "scores" / "comparison.md").read_text(encoding="utf-8")
+    for row in ("base", "pt_fa", "pt_bi", "sft_bi", "sft_task"):
+        assert re.search(rf"^\|\s*{row}\s*\|", markdown, flags=re.M), (row, markdown)
