@@ -6,7 +6,7 @@ Modes (``--training_mode``): ``full``, ``lora`` (LoRA + embeddings/head when the
 Example (one GPU; 8 x 4 x 1 x 1024 = 32,768 tokens per optimizer step)::
 
     torchrun --nproc_per_node 1 pretrain/run_clm_pt_with_peft.py \\
-        --model_name_or_path HuggingFaceTB/SmolLM2-135M --tokenizer_name_or_path outputs/tokenizer \\
+        --model_name_or_path models/llama-2-7b --tokenizer_name_or_path outputs/tokenizer \\
         --dataset_dir data/fa:0.8,data/en:0.2 --data_cache_dir outputs/cache --block_size 1024 \\
         --training_mode lora --per_device_train_batch_size 8 --gradient_accumulation_steps 4 \\
         --max_steps 1000 --learning_rate 2e-4 --eval_strategy steps --eval_steps 200 --bf16 \\
