@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+import _scripts  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTSET_DIR = os.path.join(REPO_ROOT, "data", "testset")
@@ -48,12 +49,5 @@ def read_jsonl(path) -> list[dict]:
 
 
 def load_script(relpath: str):
-    """Import a stage script (not a package module) by its path, as the tests call its ``main``."""
-    import importlib.util
-
-    path = os.path.join(REPO_ROOT, relpath)
-    spec = importlib.util.spec_from_file_location(os.path.basename(relpath)[:-3] + "_script", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    """Import a stage script by its path, as the tests call its ``main``."""
+    return _scripts.load_script(relpath)

@@ -11,6 +11,7 @@ import torch
 from langadapt.args import AdaptationArguments, ModelArguments
 from langadapt.modeling import prepare_model, save_model
 from langadapt.normalize import NormalizerConfig
+import _scripts  # noqa: E402
 
 # Real Persian words (from Hafez's ghazals) added to the English base tokenizer, so the vocabulary grows.
 PERSIAN_TOKENS = ["دل", "عشق", "یار", "می", "جان", "ساقی", "شب", "گل", "چشم", "دوست", "باده", "زلف"]
@@ -116,14 +117,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def load_script(relative_path: str):
     """Import a stage script (``sft/run_clm_sft_with_peft.py``) as a module, so tests call its ``main([...])``."""
-    import importlib.util
-
-    path = os.path.join(REPO_ROOT, relative_path)
-    name = "script_" + relative_path.replace("/", "_").removesuffix(".py")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _scripts.load_script(relative_path)
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from langadapt.cli import run_main
+import _scripts  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Hafez's text spells compounds with a space, not ZWNJ, so ZWNJ round trips are checked on these sentences.
@@ -45,12 +46,7 @@ STRESS_EN = [
 
 def load_script(name: str):
     """Import ``tokenizer/<name>.py`` as a module (the scripts are not a package)."""
-    path = os.path.join(REPO_ROOT, "tokenizer", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"tokenizer_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return _scripts.load_script(f"tokenizer/{name}.py")
 
 
 extract_vocab = load_script("extract_vocab")

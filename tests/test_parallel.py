@@ -11,18 +11,14 @@ import pytest
 from langadapt import parallel
 from langadapt.cli import UsageError
 from langadapt.parallel import Pair
+import _scripts  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _load_script(relpath):
     """Import a stage script by path (scripts are not a package)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(os.path.basename(relpath)[:-3], os.path.join(REPO_ROOT, relpath))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _scripts.load_script(relpath)
 
 
 prepare_parallel = _load_script("data/prepare_parallel.py")

@@ -11,18 +11,13 @@ import torch.nn.functional as F
 
 from langadapt.cli import UsageError
 from langadapt.perplexity import corpus_perplexity, document_ids, windows
+import _scripts  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def load_script():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("perplexity_script", os.path.join(REPO, "inference/perplexity.py"))
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return _scripts.load_script("inference/perplexity.py")
 
 
 @pytest.fixture(scope="module")

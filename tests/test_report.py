@@ -10,18 +10,13 @@ import pytest
 
 from langadapt import report
 from langadapt.cli import UsageError
+import _scripts  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def load_script():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("report_script", os.path.join(REPO, "inference/report.py"))
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return _scripts.load_script("inference/report.py")
 
 
 def _w(path, obj):
