@@ -15,6 +15,7 @@ traceback: the message already names the file or flag and says what to do.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -52,6 +53,10 @@ def setup_logging(level: int | None = None) -> None:
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """``--help`` keeps the line breaks of a script's docstring (its example commands) and shows each default."""
+
+
 def parse_args(
     dataclass_types: Sequence[type],
     argv: Sequence[str] | None = None,
@@ -65,7 +70,7 @@ def parse_args(
     from transformers import HfArgumentParser
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(tuple(dataclass_types), description=description)
+    parser = HfArgumentParser(tuple(dataclass_types), description=description, formatter_class=HelpFormatter)
     try:
         if len(argv) == 1 and argv[0].endswith(".json"):
             if not os.path.isfile(argv[0]):

@@ -84,3 +84,19 @@ def test_shipped_deepspeed_configs_parse_with_auto_values(name):
     assert cfg["fp16"]["enabled"] == "auto" and cfg["bf16"]["enabled"] == "auto"
     assert cfg["train_micro_batch_size_per_gpu"] == "auto"
     assert HfTrainerDeepSpeedConfig(path).get_value("zero_optimization.stage") == int(name[4])
+
+
+def test_help_keeps_the_docstring_layout_and_shows_defaults(capsys):
+    from dataclasses import dataclass, field
+
+    @dataclass
+    class Args:
+        steps: int = field(default=7, metadata={"help": "Optimizer steps."})
+
+    doc = "Title line.\n\n    python x.py --steps 3          # an example command\n    python x.py\n"
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args((Args,), ["--help"], description=doc)
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "\n    python x.py --steps 3          # an example command\n    python x.py\n" in out
+    assert "Optimizer steps. (default: 7)" in out
