@@ -5,7 +5,7 @@
     .venv/bin/python demo/run_demo.py --set PRETRAIN_MAX_STEPS=80 --set RUN_DIR=outputs/demo-80
 
 Phases: (1) prepare the base model and data once (data/prepare_demo_data.py; cached), (2) run the recipe with
-`slurm/pipeline.sh --local` (tokenizer -> pretrain -> sft -> merge, evaluations of the base model and after each
+`slurm/pipeline.sh --local` (tokenizer -> pretrain -> bilingual -> sft -> merge, evaluations of the base model and after each
 stage; the same launchers and flags as on a cluster), (3) the report: RUN_DIR/report.md, printed at the end.
 Running it again resumes: finished steps are skipped, an interrupted training stage resumes from its checkpoint.
 """

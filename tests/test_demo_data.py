@@ -117,6 +117,39 @@ def test_failure_midway_leaves_previous_folder_untouched(tmp_path, monkeypatch):
     assert not glob.glob(str(tmp_path / ".data.tmp-*"))
 
 
+def test_bilingual_data_from_the_bundled_pairs(tmp_path):
+    """--bilingual: parallel documents for the bilingual stage and translation instructions both ways, from the
+    pairs installed with django and persian-llm-reference; part of the cache key."""
+    out = str(tmp_path / "data")
+    manifest = prepare_demo_data(out, DemoDataConfig(sft_hafez_examples=5, bilingual=True))
+    docs = _records(os.path.join(out, "bilingual", "pretrain", "parallel.jsonl"))
+    sft = _records(os.path.join(out, "bilingual", "sft", "translation.jsonl"))
+    counts = manifest["counts"]["bilingual"]
+    assert counts["pairs_kept"] == len(docs) > 900 and counts["translation_instructions"] == len(sft) == 2 * len(docs)
+    assert counts["pairs_read"] > counts["pairs_kept"]  # the filters dropped duplicates and the like
+    assert {d["layout"] for d in docs} == {"en_fa", "fa_en", "interleaved"}
+    assert all(any("a" <= c.lower() <= "z" for c in d["text"]) and any("\u0600" <= c <= "\u06ff" for c in d["text"])
+               for d in docs)
+    assert all(normalize(d["text"]) == d["text"] for d in docs)  # the demo's normalizer, as the Persian text
+    assert {"django", "persian-llm-reference"} <= set(manifest["sources"])
+    assert os.path.isfile(os.path.join(out, "bilingual", "report.md"))
+    stamp = os.path.getmtime(os.path.join(out, "manifest.json"))
+    prepare_demo_data(out, DemoDataConfig(sft_hafez_examples=5, bilingual=True))
+    assert os.path.getmtime(os.path.join(out, "manifest.json")) == stamp  # reused
+    prepare_demo_data(out, DemoDataConfig(sft_hafez_examples=5))
+    assert not os.path.exists(os.path.join(out, "bilingual"))  # rebuilt without it
+
+
+def test_missing_parallel_package_is_named(monkeypatch):
+    from importlib import metadata
+
+    real = metadata.version
+    monkeypatch.setattr(metadata, "version",
+                        lambda name: real("nope-not-installed") if name == "django" else real(name))
+    with pytest.raises(UsageError, match=r"needs the django package.*pip install --no-deps django==5\.2\.19"):
+        demo_data.fingerprint(DemoDataConfig(bilingual=True))
+
+
 def test_missing_hazm_package_is_named(monkeypatch):
     import importlib.util
 

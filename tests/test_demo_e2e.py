@@ -31,11 +31,14 @@ def test_quick_demo_end_to_end(tmp_path):
     # every stage's output
     for rel in ("tokenizer/langadapt_tokenizer.json", "tokenizer/merge_report.json",
                 "pretrain/adapter_model.safetensors", "pretrain/all_results.json", "pretrain/trainer_state.json",
+                "bilingual/adapter_model.safetensors", "bilingual/trainer_state.json", "bilingual/run_args.json",
                 "sft/adapter_model.safetensors", "sft/all_results.json", "sft/langadapt_template.json",
                 "sft_merged/config.json", "sft_merged/merge_report.json",
-                "predictions/base/scores.json", "predictions/pretrain/scores.json", "predictions/sft/scores.json",
+                "predictions/base/scores.json", "predictions/pretrain/scores.json",
+                "predictions/bilingual/scores.json", "predictions/sft/scores.json",
                 "perplexity/base/perplexity.json", "perplexity/base_merged/perplexity.json",
-                "perplexity/pretrain/perplexity.json", "perplexity/sft/perplexity.json",
+                "perplexity/pretrain/perplexity.json", "perplexity/bilingual/perplexity.json",
+                "perplexity/sft/perplexity.json",
                 "scores/comparison.json", "timings.json", "report.md", "report.json", "demo_settings.json"):
         assert (run / rel).is_file(), rel
 
@@ -47,7 +50,12 @@ def test_quick_demo_end_to_end(tmp_path):
     report = json.loads((run / "report.json").read_text(encoding="utf-8"))
     assert {g["status"] for g in report["goals"]} <= {"PASS", "FAIL"}
     assert all(math.isfinite(g["value"]) for g in report["goals"])
-    for stage in ("base", "base_merged", "pretrain", "sft"):
+    # the bilingual stage trained the pretraining adapter further on the demo's parallel documents, and SFT went on
+    bilingual_args = json.loads((run / "bilingual" / "run_args.json").read_text(encoding="utf-8"))
+    assert "bilingual/pretrain" in json.dumps(bilingual_args) and str(run / "pretrain") in json.dumps(bilingual_args)
+    assert str(run / "bilingual") in (run / "sft" / "run_args.json").read_text(encoding="utf-8")
+    assert list(report["scores"]["rows"]) == ["base", "pretrain", "bilingual", "sft"]
+    for stage in ("base", "base_merged", "pretrain", "bilingual", "sft"):
         for key in ("fa", "en"):
             assert math.isfinite(report["perplexity"][stage]["files"][key]["ppl_word"])
     for row in report["scores"]["rows"].values():

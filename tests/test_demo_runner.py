@@ -17,7 +17,9 @@ RECIPE = os.path.join(REPO, "configs", "recipes", "demo.env")
 
 def test_recipe_values_quick_and_overrides():
     s = demo.resolve_settings(RECIPE, quick=False, overrides=[])
-    assert s["RUN_DIR"] == "outputs/demo" and s["STAGES"] == "pretrain sft"
+    assert s["RUN_DIR"] == "outputs/demo" and s["STAGES"] == "pretrain bilingual sft"
+    assert s["BILINGUAL_DATASET_DIR"] == s["DEMO_DATA"] + "/bilingual/pretrain"  # written by the data step
+    assert "--bilingual" in demo.prepare_args(s)
     assert s["TOKENIZER_TRAIN_FILE"] == ".cache/langadapt/demo_data/pretrain/fa.jsonl"  # expanded by bash
     assert "BASH_VERSION" not in s and "PATH" not in s
     q = demo.resolve_settings(RECIPE, quick=True, overrides=["PRETRAIN_MAX_STEPS=7"])
@@ -118,9 +120,11 @@ def test_pipeline_accepts_the_demo_recipe(tmp_path):
         capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     steps = [line.split()[1].rstrip(":") for line in proc.stdout.splitlines() if line.startswith("step ")]
-    assert steps == ["tokenizer", "eval_base", "eval_base_merged", "pretrain", "eval_pretrain", "sft", "eval_sft",
-                     "merge_sft", "report"]
+    assert steps == ["tokenizer", "eval_base", "eval_base_merged", "pretrain", "eval_pretrain", "bilingual",
+                     "eval_bilingual", "sft", "eval_sft", "merge_sft", "report"]
     assert "PERPLEXITY_MAX_WORDS=" in proc.stdout and "MAX_STEPS=" in proc.stdout
+    plan = proc.stdout[proc.stdout.index("step bilingual"):proc.stdout.index("step eval_bilingual")]
+    assert "bilingual/pretrain" in plan and f"PEFT_PATH={tmp_path / 'run' / 'pretrain'}" in plan  # continues stage 1
 
 
 def test_missing_model_package_is_named_before_anything_runs(tmp_path, monkeypatch):
