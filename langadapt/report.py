@@ -105,9 +105,11 @@ def tokenizer_stats(run_dir: str, persian_key: str) -> dict | None:
 
 
 def training_curves(run_dir: str) -> dict[str, dict]:
-    """``{stage: {"steps", "loss", "eval_steps", "eval_loss", "runtime", "path"}}`` of every training stage."""
+    """``{stage: {"steps", "loss", "eval_steps", "eval_loss", "runtime", "path"}}`` of every training stage, in the
+    order they ran (each stage writes its trainer_state.json when it ends)."""
     out = {}
-    for path in sorted(glob.glob(os.path.join(run_dir, "**", "trainer_state.json"), recursive=True)):
+    found = glob.glob(os.path.join(run_dir, "**", "trainer_state.json"), recursive=True)
+    for path in sorted(found, key=lambda p: (os.path.getmtime(p), p)):
         rel = os.path.relpath(path, run_dir)
         if "checkpoint-" in rel or "/." in "/" + rel:
             continue
@@ -343,7 +345,7 @@ def render_markdown(data: dict, goals_result: list[dict], charts: dict[str, str]
             for k in keys:
                 r = p.get("files", {}).get(k)
                 cells += [_f(r["ppl_word"], 1), _f(r["ppl_char"], 3), _f(r["tokens_per_word"])] if r else ["-"] * 3
-            md.append(f"| {PPL_LABELS.get(stage, stage)} | " + " | ".join(cells) + " |")
+            md.append(f"| {PPL_LABELS.get(stage, f'after {stage}')} | " + " | ".join(cells) + " |")
         words = {k: next((p["files"][k]["words"] for p in ppl.values() if k in p.get("files", {})), None) for k in keys}
         md += ["", "Held-out words scored: " + ", ".join(f"{k} {w}" for k, w in words.items()) + "."]
         md += _chart(charts, "perplexity")

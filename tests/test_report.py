@@ -130,6 +130,23 @@ def test_scores_built_from_per_stage_scores_when_no_comparison(tmp_path):
     assert list(data["scores"]["rows"]) == ["base", "sft"]
 
 
+def test_stages_appear_in_the_order_they_ran(tmp_path):
+    """A stage whose name sorts first but ran second (the demo's bilingual stage) stays second everywhere."""
+    run = make_run_dir(str(tmp_path / "run"))
+    history = {"log_history": [{"step": 10, "loss": 5.0}, {"step": 10, "train_runtime": 50.0, "train_loss": 5.0}]}
+    _w(f"{run}/bilingual/trainer_state.json", history)
+    _w(f"{run}/perplexity/bilingual/perplexity.json", _ppl("bilingual", 2200.0, 1040.0))
+    ran = ["pretrain", "bilingual", "sft"]
+    for i, stage in enumerate(ran):  # modification times in the order the stages ran
+        for rel in (f"{stage}/trainer_state.json", f"perplexity/{stage}/perplexity.json"):
+            os.utime(os.path.join(run, rel), (1_000_000 + i, 1_000_000 + i))
+    text, data = report.write_report(run, str(tmp_path / "out"))
+    assert list(data["training"]) == ran
+    assert text.index("| bilingual | 1 |") > text.index("| pretrain | 3 |")
+    rows = [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| after ")]
+    assert rows == ["| after pretraining", "| after bilingual", "| after SFT"]
+
+
 def test_bad_run_dir_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="--run_dir: .* is not a folder"):
         load_script().main(["--run_dir", str(tmp_path / "missing")])
