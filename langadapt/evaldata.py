@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from langadapt.cli import UsageError
-from langadapt.io import iter_json_records, iter_lines, resolve_files, write_text
+from langadapt.io import iter_json_records, iter_lines, resolve_files, write_jsonl, write_text
 
 TESTSET_EXTENSIONS = (".json", ".jsonl")
 PREDICTION_EXTENSION = ".jsonl"
@@ -188,4 +188,4 @@ def append_records(f: TextIO, records: list[dict[str, Any]]) -> None:
 def sort_prediction_file(path: str) -> None:
     """Rewrite a finished prediction file in id order (batches are written in length order)."""
     records = sorted(read_predictions(path), key=lambda r: r["id"])
-    write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    write_jsonl(path, records)

@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from langadapt.cli import UsageError
@@ -161,6 +161,11 @@ def write_text(path: str, text: str) -> None:
 def write_json(path: str, obj: Any) -> None:
     """Write JSON (UTF-8, Persian kept readable) atomically."""
     write_text(path, json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def write_jsonl(path: str, records: Iterable[Any]) -> None:
+    """Write one JSON object per line (UTF-8, Persian kept readable) atomically."""
+    write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
 def read_json(path: str, flag: str | None = None) -> Any:

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from langadapt.cli import UsageError
-from langadapt.io import iter_lines, resolve_files, write_json, write_text
+from langadapt.io import iter_lines, resolve_files, write_json, write_jsonl, write_text
 from langadapt.normalize import NormalizerConfig, normalize
 
 logger = logging.getLogger(__name__)
@@ -692,10 +692,6 @@ def merge_repeated_flags(argv: Sequence[str], flags: Sequence[str]) -> list[str]
     return argv
 
 
-def _write_jsonl(path: str, records: Iterable[dict]) -> None:
-    write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-
-
 def write_parallel_data(args: ParallelArguments, out: str) -> dict:
     """Read, clean and turn into training data the pairs ``args`` names, written into the folder ``out``:
 
@@ -732,12 +728,12 @@ def write_parallel_data(args: ParallelArguments, out: str) -> dict:
         "sft": {"file": sft_file, "examples": len(examples), "counts": sft_counts},
         "normalizer": None if norm is None else dataclasses.asdict(norm),
     }
-    _write_jsonl(os.path.join(out, "pretrain", "parallel.jsonl"), docs)
+    write_jsonl(os.path.join(out, "pretrain", "parallel.jsonl"), docs)
     if args.sft_format == "json":
         write_json(os.path.join(out, sft_file), examples)
     else:
-        _write_jsonl(os.path.join(out, sft_file), examples)
-    _write_jsonl(os.path.join(out, "pairs.jsonl"), ({"en": p.en, "fa": p.fa, "origin": p.origin} for p in kept))
+        write_jsonl(os.path.join(out, sft_file), examples)
+    write_jsonl(os.path.join(out, "pairs.jsonl"), ({"en": p.en, "fa": p.fa, "origin": p.origin} for p in kept))
     write_json(os.path.join(out, "report.json"), report)
     write_text(os.path.join(out, "report.md"), report_markdown(report))
     return report

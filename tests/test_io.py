@@ -61,3 +61,13 @@ def test_atomic_output_dir(tmp_path):
         write_json(os.path.join(tmp, "r.json"), {"a": 3})
     assert read_json(str(out / "r.json")) == {"a": 3}
     assert sorted(os.listdir(tmp_path)) == ["out"]
+
+
+def test_write_jsonl_one_object_a_line_persian_readable(tmp_path):
+    from langadapt.io import write_jsonl
+
+    path = tmp_path / "sub" / "out.jsonl"
+    write_jsonl(str(path), ({"text": t, "n": i} for i, t in enumerate(["سلام", "a\nb"])))
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines == ['{"text": "سلام", "n": 0}', '{"text": "a\\nb", "n": 1}']
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
