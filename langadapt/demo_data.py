@@ -48,7 +48,7 @@ import shutil
 from dataclasses import dataclass, field
 
 from langadapt.cli import UsageError
-from langadapt.io import atomic_output_dir, read_json, write_json, write_jsonl, write_text
+from langadapt.io import atomic_output_dir, iter_json_records, iter_jsonl, read_json, write_json, write_jsonl, write_text
 from langadapt.normalize import normalize
 from langadapt.tiny import HAFEZ_INSTALL_HINT, english_corpus, hafez_poems, package_data_file
 
@@ -164,17 +164,11 @@ def bundled_sets(folder: str) -> dict[str, list[dict]]:
     out = {}
     for path in files:
         records = []
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise UsageError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-                if not all(isinstance(rec.get(k), str) and rec[k].strip() for k in ("instruction", "output")):
-                    raise UsageError(f"{path}:{lineno}: needs non-empty string fields 'instruction' and 'output'")
-                records.append({k: _clean(str(rec.get(k) or "")) for k in ("instruction", "input", "output")})
+        for lineno, rec in iter_jsonl(path, hint=""):
+            if not isinstance(rec, dict) or not all(isinstance(rec.get(k), str) and rec[k].strip()
+                                                    for k in ("instruction", "output")):
+                raise UsageError(f"{path}:{lineno}: needs non-empty string fields 'instruction' and 'output'")
+            records.append({k: _clean(str(rec.get(k) or "")) for k in ("instruction", "input", "output")})
         out[os.path.splitext(os.path.basename(path))[0]] = records
     return out
 
@@ -214,8 +208,7 @@ def testset_subset(cfg: DemoDataConfig, out: str) -> dict[str, int]:
     counts = {}
     for path in testset_files(cfg):
         load_testset(path)  # validates the file (names file and record on error)
-        with open(path, encoding="utf-8") as f:
-            records = [json.loads(line) for line in f if line.strip()] if path.endswith(".jsonl") else json.load(f)
+        records = [rec for _, rec in iter_json_records(path)]
         if cfg.testset_per_file:
             records = records[: cfg.testset_per_file]
         rel = os.path.relpath(path, cfg.testset_dir)

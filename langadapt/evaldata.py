@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from langadapt.cli import UsageError
-from langadapt.io import iter_json_records, iter_lines, resolve_files, write_jsonl, write_text
+from langadapt.io import iter_json_records, iter_jsonl, iter_lines, resolve_files, write_jsonl, write_text
 
 TESTSET_EXTENSIONS = (".json", ".jsonl")
 PREDICTION_EXTENSION = ".jsonl"
@@ -127,14 +127,7 @@ def read_predictions(path: str) -> list[dict[str, Any]]:
     """Records of a prediction file, validated (object with int ``id`` and ``output``; no duplicate id)."""
     records: list[dict[str, Any]] = []
     seen: set[int] = set()
-    for lineno, line in iter_lines(path):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UsageError(f"{path}:{lineno}: not valid JSON ({e.msg}); rerun inference/inference.py on this "
-                             "folder to repair the file") from None
+    for lineno, rec in iter_jsonl(path, "rerun inference/inference.py on this folder to repair the file"):
         if not isinstance(rec, dict) or not isinstance(rec.get("id"), int) or "output" not in rec:
             raise UsageError(f"{path}:{lineno}: expected a prediction record with an integer \"id\" and \"output\"")
         if rec["id"] in seen:

@@ -78,6 +78,22 @@ def iter_lines(path: str) -> Iterator[tuple[int, str]]:
             yield lineno, line.rstrip("\r\n")
 
 
+def iter_jsonl(path: str, hint: str = "a .jsonl file holds one JSON object per line") -> Iterator[tuple[int, Any]]:
+    """Yield ``(line_number, value)`` for each non-blank line of a JSONL file (a byte-order mark before the first
+    line is ignored). A line that is not JSON raises :class:`UsageError` naming ``file:line``, followed by ``hint``
+    (what the reader expected, or how to repair the file)."""
+    for lineno, line in iter_lines(path):
+        if lineno == 1:
+            line = line.lstrip("\ufeff")  # editors on Windows write one; json.loads rejects it
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UsageError(f"{path}:{lineno}: not valid JSON ({e.msg})" + (f"; {hint}" if hint else "")) from None
+        yield lineno, value
+
+
 def iter_documents(path: str, text_field: str = "text") -> Iterator[str]:
     """Yield the documents of one corpus file, unnormalized.
 
@@ -190,14 +206,7 @@ def iter_json_records(path: str) -> Iterator[tuple[str, Any]]:
     Used by every reader of instruction-style data (SFT sets, test sets), so they all fail the same way.
     """
     if path.endswith(".jsonl"):
-        for lineno, line in iter_lines(path):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UsageError(f"{path}:{lineno}: not valid JSON ({e.msg}); a .jsonl file holds one JSON object "
-                                 "per line") from None
+        for lineno, record in iter_jsonl(path):
             yield f"{path}:{lineno}", record
         return
     try:

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from langadapt.cli import UsageError
-from langadapt.io import iter_lines, resolve_files, write_json, write_jsonl, write_text
+from langadapt.io import iter_jsonl, iter_lines, resolve_files, write_json, write_jsonl, write_text
 from langadapt.normalize import NormalizerConfig, normalize
 
 logger = logging.getLogger(__name__)
@@ -280,13 +280,7 @@ def tsv_pairs(path: str, columns: tuple[str, str] = ("en", "fa")) -> list[Pair]:
 def jsonl_pairs(path: str, en_field: str = "en", fa_field: str = "fa") -> list[Pair]:
     """Pairs of a JSONL file, one object per line with string fields ``en_field`` and ``fa_field``."""
     out: list[Pair] = []
-    for lineno, line in _lines(path):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UsageError(f"{path}:{lineno}: not valid JSON ({e.msg}); each line must be one JSON object") from None
+    for lineno, rec in iter_jsonl(path, "each line must be one JSON object"):
         if not isinstance(rec, dict) or not isinstance(rec.get(en_field), str) or not isinstance(rec.get(fa_field),
                                                                                                str):
             raise UsageError(f"{path}:{lineno}: expected an object with string fields {en_field!r} and {fa_field!r}")

@@ -217,15 +217,9 @@ def test_bundled_labels_use_the_test_sets_label_words():
 
 
 def test_prepare_script_writes_data_and_skips_model(tmp_path):
-    import importlib.util
+    from _scripts import load_script
 
-    import sys
-
-    spec = importlib.util.spec_from_file_location("prepare_demo_data_script",
-                                                  os.path.join(REPO, "data/prepare_demo_data.py"))
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses resolve string annotations through the module
-    spec.loader.exec_module(mod)
+    mod = load_script("data/prepare_demo_data.py")
     result = mod.main(["--output_dir", str(tmp_path), "--skip_model", "--sft_hafez_examples", "3"])
     assert result["data_dir"] == os.path.join(str(tmp_path), "demo_data")
     assert result["manifest"]["counts"]["sft_examples"]["hafez_interpretation"] == 3

@@ -142,14 +142,10 @@ def test_missing_model_package_is_named_before_anything_runs(tmp_path, monkeypat
 
 
 def test_runner_flags_collect_every_override():
-    import importlib.util
-
+    from _scripts import load_script
     from langadapt.cli import parse_args
 
-    spec = importlib.util.spec_from_file_location("run_demo_script", os.path.join(REPO, "demo", "run_demo.py"))
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
+    mod = load_script("demo/run_demo.py")
     (args,) = parse_args((mod.DemoArguments,), ["--set", "A=1", "--set", "B=2", "C=3", "--quick"])
     assert args.set == ["A=1", "B=2", "C=3"] and args.quick and not args.fresh
     (args,) = parse_args((mod.DemoArguments,), [])

@@ -1,23 +1,17 @@
 """bench/gpu_scale.py on the tiny shape on CPU: both configurations run, the table and JSON hold finite numbers."""
 
-import importlib.util
 import json
 import math
 import os
-import sys
 
 import pytest
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from _scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def gpu_scale():
-    spec = importlib.util.spec_from_file_location("gpu_scale", os.path.join(REPO_ROOT, "bench", "gpu_scale.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_scale"] = module  # dataclasses look the module up by name
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench/gpu_scale.py")
 
 
 RUN_KEYS = {"tokens_per_s", "peak_memory_gb", "mfu", "step_time_s", "model_flops_per_token", "achieved_tflops",

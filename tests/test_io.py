@@ -71,3 +71,16 @@ def test_write_jsonl_one_object_a_line_persian_readable(tmp_path):
     lines = path.read_text(encoding="utf-8").splitlines()
     assert lines == ['{"text": "سلام", "n": 0}', '{"text": "a\\nb", "n": 1}']
     assert oct(path.stat().st_mode & 0o777) == "0o644"
+
+
+def test_iter_jsonl_lines_blank_lines_bom_and_errors(tmp_path):
+    from langadapt.io import iter_jsonl
+
+    path = tmp_path / "a.jsonl"
+    path.write_text('\ufeff{"x": 1}\n\n  \n[2]\n', encoding="utf-8")
+    assert list(iter_jsonl(str(path))) == [(1, {"x": 1}), (4, [2])]
+    path.write_text('{"x": 1}\n{"x": \n', encoding="utf-8")
+    with pytest.raises(UsageError, match=r"a\.jsonl:2: not valid JSON \(.*\); repair it$"):
+        list(iter_jsonl(str(path), "repair it"))
+    with pytest.raises(UsageError, match=r"a\.jsonl:2: not valid JSON \([^)]*\)$"):
+        list(iter_jsonl(str(path), hint=""))

@@ -1,7 +1,6 @@
 """pretrain/run_clm_pt_with_peft.py end to end on a tiny model: files written, modes, resume, continuation,
 bad input."""
 
-import importlib.util
 import json
 import os
 import shutil
@@ -11,20 +10,13 @@ import torch
 from safetensors.torch import load_file
 
 from _pretrain_helpers import base_argv, extend_tokenizer, write_corpus
+from _scripts import load_script
 from langadapt.cli import UsageError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(REPO, "pretrain", "run_clm_pt_with_peft.py")
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("run_clm_pt_with_peft", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-pretrain = load_script()
+pretrain = load_script("pretrain/run_clm_pt_with_peft.py")
 
 
 @pytest.fixture(scope="module")
