@@ -81,11 +81,35 @@ def parse_args(
         raise UsageError(str(e)) from None
 
 
+def end_distributed(barrier: bool = False) -> None:
+    """Destroy torch.distributed's default process group, if this process made one, before the interpreter exits.
+
+    The Trainer never tears it down. Left to interpreter shutdown, gloo's worker threads can still hold work whose
+    tensors reference Python objects; freeing them during finalization aborts the process with ``terminate called
+    without an active exception`` (SIGABRT, pytorch#179291) instead of its exit status. Seen once in CI on CPU
+    under torchrun, after a preempted run's ``exit 75``. ``barrier=True`` first waits for every rank (only where
+    every rank is known to get here, or it would hang). torch is not imported by this module: a script that never
+    touched torch.distributed pays nothing.
+    """
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return
+    if barrier:
+        dist.barrier()
+    dist.destroy_process_group()
+
+
 def run_main(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | None = None) -> None:
-    """Run a stage's ``main`` and exit: 0 on success, 2 with a one-line message on :class:`UsageError`."""
+    """Run a stage's ``main`` and exit: 0 on success, 2 with a one-line message on :class:`UsageError`.
+
+    When ``main`` returns, a torch.distributed process group it started is destroyed (:func:`end_distributed`). Not
+    when it raises: another rank may still be inside a collective, and destroying then can hang (torchtitan#1342);
+    a failed run exits non-zero either way.
+    """
     setup_logging()
     try:
         main(argv)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
+    end_distributed()

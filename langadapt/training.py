@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from langadapt.cli import UsageError
+from langadapt.cli import UsageError, end_distributed
 from langadapt.io import iter_lines, write_json
 from langadapt.normalize import NormalizerConfig, normalize
 from langadapt.runinfo import write_run_args
@@ -273,6 +273,9 @@ def exit_if_preempted(callback: PreemptionCallback, output_dir: str) -> None:
         logger.warning("stopped at step %d for preemption; checkpoint-%d is in %s; exiting with %d so the launcher "
                        "requeues (rerunning the same command resumes from it)", callback.stopped_at_step,
                        callback.stopped_at_step, output_dir, PREEMPTED_EXIT_CODE)
+        # Every rank agreed on the stop (PreemptionCallback), so every rank gets here: wait for the checkpoint
+        # writer, then tear the process group down cleanly so the exit status is 75 and not a shutdown abort.
+        end_distributed(barrier=True)
         raise SystemExit(PREEMPTED_EXIT_CODE)
 
 
