@@ -81,35 +81,72 @@ def parse_args(
         raise UsageError(str(e)) from None
 
 
-def end_distributed(barrier: bool = False) -> None:
-    """Destroy torch.distributed's default process group, if this process made one, before the interpreter exits.
-
-    The Trainer never tears it down. Left to interpreter shutdown, gloo's worker threads can still hold work whose
-    tensors reference Python objects; freeing them during finalization aborts the process with ``terminate called
-    without an active exception`` (SIGABRT, pytorch#179291) instead of its exit status. Seen once in CI on CPU
-    under torchrun, after a preempted run's ``exit 75``. ``barrier=True`` first waits for every rank (only where
-    every rank is known to get here, or it would hang). torch is not imported by this module: a script that never
-    touched torch.distributed pays nothing.
-    """
+def _distributed() -> Any | None:
+    """``torch.distributed`` when this process has a default process group, else None (never imports torch)."""
     dist = sys.modules.get("torch.distributed")
     if dist is None or not dist.is_available() or not dist.is_initialized():
+        return None
+    return dist
+
+
+def end_distributed(barrier: bool = False) -> None:
+    """Destroy torch.distributed's default process group, if this process made one (PyTorch's documented shutdown:
+    pending collectives finish, no "process group has NOT been destroyed" warning). The Trainer never does it.
+
+    ``barrier=True`` first waits for every rank; use it only where every rank is known to get here, or it hangs.
+    """
+    dist = _distributed()
+    if dist is None:
         return
     if barrier:
         dist.barrier()
     dist.destroy_process_group()
 
 
-def run_main(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | None = None) -> None:
-    """Run a stage's ``main`` and exit: 0 on success, 2 with a one-line message on :class:`UsageError`.
+def _exit_before_finalization(code: int) -> None:
+    """Exit a distributed worker with ``code`` without Python's interpreter finalization.
 
-    When ``main`` returns, a torch.distributed process group it started is destroyed (:func:`end_distributed`). Not
-    when it raises: another rank may still be inside a collective, and destroying then can hang (torchtitan#1342);
-    a failed run exits non-zero either way.
+    After the last collective a gloo worker thread can still hold the work's tensors; when it frees them it needs
+    the GIL. If the main thread has begun finalizing by then, that thread is killed and the process dies with
+    ``terminate called without an active exception`` (SIGABRT, -6) instead of ``code`` (pytorch#179291). It is a
+    race, seen twice in CI on the 2-rank CPU tests (a preempted run that must exit 75 for the launcher to requeue,
+    and a ZeRO-3 run that must exit 0). So: run the atexit handlers (logging's flush, experiment trackers' final sync)
+    while the interpreter is whole, flush stdio, and leave with ``os._exit``, which has no finalization to race.
+    """
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed or broken pipe: nothing more can be said anyway
+            pass
+    os._exit(code)
+
+
+def run_main(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | None = None) -> None:
+    """Run a stage's ``main`` and exit: 0 on success, 2 with a one-line message on :class:`UsageError`, or the
+    status ``main`` exits with (75 after a preemption checkpoint).
+
+    In a distributed worker (a torch.distributed process group exists) the process group is destroyed when ``main``
+    returns, and the process exits through :func:`_exit_before_finalization` so its status is the one above and not
+    a shutdown abort. The group is not destroyed when ``main`` fails: another rank may still be inside a collective,
+    and destroying then can hang (torchtitan#1342). Other exceptions keep Python's traceback and exit status 1.
     """
     setup_logging()
     try:
         main(argv)
+        code = 0
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
-    end_distributed()
+        code = EXIT_USAGE
+    except SystemExit as e:
+        if _distributed() is None or not isinstance(e.code, int):
+            raise
+        code = e.code
+    if _distributed() is not None:
+        if code == 0:
+            end_distributed()
+        _exit_before_finalization(code)
+    if code:
+        sys.exit(code)

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from langadapt.cli import UsageError, end_distributed
+from langadapt.cli import UsageError
 from langadapt.io import iter_lines, write_json
 from langadapt.normalize import NormalizerConfig, normalize
 from langadapt.runinfo import write_run_args
@@ -273,9 +273,10 @@ def exit_if_preempted(callback: PreemptionCallback, output_dir: str) -> None:
         logger.warning("stopped at step %d for preemption; checkpoint-%d is in %s; exiting with %d so the launcher "
                        "requeues (rerunning the same command resumes from it)", callback.stopped_at_step,
                        callback.stopped_at_step, output_dir, PREEMPTED_EXIT_CODE)
-        # Every rank agreed on the stop (PreemptionCallback), so every rank gets here: wait for the checkpoint
-        # writer, then tear the process group down cleanly so the exit status is 75 and not a shutdown abort.
-        end_distributed(barrier=True)
+        # Every rank agreed on the stop (PreemptionCallback), so every rank gets here: no rank leaves before the
+        # checkpoint is complete. run_main then exits the worker with exactly 75 (see cli._exit_before_finalization).
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.barrier()
         raise SystemExit(PREEMPTED_EXIT_CODE)
 
 
