@@ -10,7 +10,8 @@ A stage script looks like::
         run_main(main)
 
 :func:`run_main` turns a :class:`UsageError` into ``error: <message>`` on stderr and exit status 2, with no
-traceback: the message already names the file or flag and says what to do.
+traceback: the message already names the file or flag and says what to do. A distributed worker (torchrun,
+DeepSpeed) leaves with exactly its status (0, 2, or 75 after a preemption checkpoint), never a shutdown abort.
 """
 
 from __future__ import annotations
