@@ -90,18 +90,12 @@ def _distributed() -> Any | None:
     return dist
 
 
-def end_distributed(barrier: bool = False) -> None:
+def end_distributed() -> None:
     """Destroy torch.distributed's default process group, if this process made one (PyTorch's documented shutdown:
-    pending collectives finish, no "process group has NOT been destroyed" warning). The Trainer never does it.
-
-    ``barrier=True`` first waits for every rank; use it only where every rank is known to get here, or it hangs.
-    """
+    pending collectives finish, no "process group has NOT been destroyed" warning). The Trainer never does it."""
     dist = _distributed()
-    if dist is None:
-        return
-    if barrier:
-        dist.barrier()
-    dist.destroy_process_group()
+    if dist is not None:
+        dist.destroy_process_group()
 
 
 def _exit_before_finalization(code: int) -> None:

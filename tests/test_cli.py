@@ -22,7 +22,7 @@ def one_rank_group(tmp_path):
 
 def test_end_distributed_destroys_the_group(one_rank_group):
     assert dist.is_initialized()
-    end_distributed(barrier=True)
+    end_distributed()
     assert not dist.is_initialized()
     end_distributed()  # nothing to do: no error
 
