@@ -126,16 +126,6 @@ class BenchArguments:
             raise ValueError("--device cuda: no CUDA GPU is visible")
 
 
-class _Sized:
-    """Stands in for the extended tokenizer: with ``init="mean"`` the resize only reads ``len(tokenizer)``."""
-
-    def __init__(self, n: int):
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
-
-
 class SyntheticBlocks(torch.utils.data.Dataset):
     """Packed pretraining blocks of random token ids (``input_ids``, as the stage's packing makes them)."""
 
@@ -286,7 +276,7 @@ def run_config(name: str, args: BenchArguments, tokenizer_size: int, peak_tflops
         model = build_model(args.shape, weight_dtype, args.device, attn)
         # The stage's resize for both (the seed script resized to len(tokenizer), no padding: pad 1); the init
         # of the new rows does not change the speed.
-        resize = resize_and_init(model, _Sized(tokenizer_size), init="mean",
+        resize = resize_and_init(model, tokenizer_size, init="mean",
                                  pad_to_multiple_of=adapt.pad_vocab_to_multiple_of if ours else 1)
         n_forward_base = linear_params(model)
         model = apply_training_mode(model, adapt, resize, gradient_checkpointing=checkpointing)

@@ -110,7 +110,7 @@ def compare(result: Result, answers: list[str], reference: list[str]) -> Result:
 
 def main(argv=None) -> dict:
     (args,) = parse_args((BenchArguments,), argv, description=__doc__)
-    from langadapt.adapters import load_with_adapters
+    from langadapt.loading import load_with_adapters
 
     with tempfile.TemporaryDirectory() as workdir:
         model_dir = args.model or _tiny_model(workdir)

@@ -108,11 +108,10 @@ def worker_preprocess(work: str, corpus: str) -> dict:
     """Ours: first build into an empty cache, then a re-run that hits it."""
     from langadapt.args import PretrainDataArguments
     from langadapt.data import load_pretrain_data
-    from langadapt.args import ModelArguments
-    from langadapt.modeling import load_tokenizer
+    from langadapt.loading import load_tokenizer
     from langadapt.normalize import NormalizerConfig
 
-    tok = load_tokenizer(ModelArguments(model_name_or_path=f"{work}/model", tokenizer_name_or_path=f"{work}/tokenizer"))
+    tok = load_tokenizer(f"{work}/tokenizer")
     norm = NormalizerConfig.from_dir(f"{work}/tokenizer")
     args = PretrainDataArguments(dataset_dir=corpus, data_cache_dir=f"{work}/cache_pre",
                                  preprocessing_num_workers=None)
@@ -153,11 +152,10 @@ def worker_preprocess_seed(work: str, corpus: str) -> dict:
 def worker_stream(work: str, corpus: str) -> dict:
     """One pass of --streaming over the corpus; peak RSS is the number."""
     from langadapt.data import PackedStream, parse_dataset_dirs
-    from langadapt.args import ModelArguments
-    from langadapt.modeling import load_tokenizer
+    from langadapt.loading import load_tokenizer
     from langadapt.normalize import NormalizerConfig
 
-    tok = load_tokenizer(ModelArguments(model_name_or_path=f"{work}/model", tokenizer_name_or_path=f"{work}/tokenizer"))
+    tok = load_tokenizer(f"{work}/tokenizer")
     stream = PackedStream(parse_dataset_dirs(corpus), tok, NormalizerConfig.from_dir(f"{work}/tokenizer"), BLOCK)
     t0 = time.perf_counter()
     n = sum(1 for _ in stream.source_blocks(stream.sources[0], cycle=False))

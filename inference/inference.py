@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from langadapt.cli import UsageError, parse_args, run_main
 from langadapt.evaldata import CLASSIFICATION_TASKS, file_key, list_testsets, load_testset, prediction_path, task_of
 from langadapt.generation import (DecodingOptions, HFGenerator, LoglikRanker, VLLMGenerator, check_vllm,
-                                  default_max_new_tokens, label_candidates, load_model, repl, resolve_dtype,
+                                  default_max_new_tokens, label_candidates, load_model, repl,
                                   run_testset)
 from langadapt.metrics import canonical_label
 from langadapt.templates import TEMPLATE_NAMES, load_template_name
@@ -58,7 +58,7 @@ class InferenceArguments:
                 "finds most likely (other files are generated as usual)."})
     backend: str = field(default="hf", metadata={"help": "hf (transformers) or vllm (merged models, CUDA GPU)."})
     torch_dtype: str = field(default="auto", metadata={
-        "help": "auto (bfloat16 on a GPU that has it, else float32), float32, float16 or bfloat16."})
+        "help": "auto (the checkpoint's own dtype, as transformers' dtype='auto'), float32, float16 or bfloat16."})
     device: str | None = field(default=None, metadata={"help": "Default: cuda when available, else cpu."})
     cache_dir: str | None = field(default=None, metadata={"help": "Hugging Face hub cache folder (the seed's flag)."})
 
@@ -116,7 +116,7 @@ def main(argv=None) -> None:
 
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         model, tokenizer = load_model(args.base_model, args.lora_models, args.tokenizer_path,
-                                      resolve_dtype(args.torch_dtype), device)
+                                      args.torch_dtype, device)
         generator = HFGenerator(model, tokenizer, template, options)
 
     # 4a. Interactive: one instruction per line.

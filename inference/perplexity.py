@@ -83,25 +83,24 @@ class PerplexityArguments:
 
 def load_model(args: PerplexityArguments):
     """(model, tokenizer, tokenizer path, resize report or None) for the arguments."""
-    from langadapt.adapters import load_base, load_tokenizer_for, load_with_adapters, resolve_adapter_chain
-    from langadapt.embeddings import resize_and_init
-    from langadapt.modeling import tokenizer_info
+    from langadapt.loading import (
+        embedding_rows, grow_to_tokenizer, load_base_model, load_tokenizer, load_with_adapters, resolve_adapter_chain,
+        tokenizer_path_for,
+    )
 
     chain = resolve_adapter_chain(args.adapter_list) if args.adapter_list else []
-    tokenizer, tok_path = load_tokenizer_for(args.model_name_or_path, chain, args.tokenizer_name_or_path)
+    tok_path = tokenizer_path_for(args.model_name_or_path, chain, args.tokenizer_name_or_path)
     if chain:
         model, tokenizer = load_with_adapters(args.model_name_or_path, chain, tok_path, args.torch_dtype)
         return model, tokenizer, tok_path, None
-    model = load_base(args.model_name_or_path, args.torch_dtype, flag="--model_name_or_path")
+    tokenizer = load_tokenizer(tok_path)
+    model = load_base_model(args.model_name_or_path, dtype=args.torch_dtype)
     report = None
-    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
-        from transformers import AutoTokenizer
-
-        info = tokenizer_info(tok_path) or {}
-        base_tok = AutoTokenizer.from_pretrained(info.get("base_tokenizer") or args.model_name_or_path)
-        first_new = (info.get("new_token_ids") or [None])[0]
-        report = resize_and_init(model, tokenizer, init=args.embedding_init, pad_to_multiple_of=1,
-                                 base_tokenizer=base_tok, first_new_id=first_new)
+    if len(tokenizer) > embedding_rows(model):
+        # The same growth as the training stages' (langadapt.loading.grow_to_tokenizer), without padding rows: a
+        # padded row would still take softmax mass and change the scores.
+        report = grow_to_tokenizer(model, tokenizer, tokenizer_dir=tok_path, model_dir=args.model_name_or_path,
+                                   init=args.embedding_init, pad_to_multiple_of=1)
         logger.info("grew the embedding table %d -> %d rows (%s init)", report.base_rows, report.embedding_rows,
                     args.embedding_init)
     model.eval()

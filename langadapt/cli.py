@@ -9,8 +9,9 @@ A stage script looks like::
     if __name__ == "__main__":
         run_main(main)
 
-:func:`run_main` turns a :class:`UsageError` into ``error: <message>`` on stderr and exit status 2, with no
-traceback: the message already names the file or flag and says what to do. A distributed worker (torchrun,
+:func:`run_main` turns a :class:`langadapt.errors.InputError` (``UsageError`` is its old name) into
+``error: --<arg>: <message>`` on stderr and exit status 2, with no traceback: the message names the file and says
+what to do, the error's ``arg`` names the flag. A distributed worker (torchrun,
 DeepSpeed) leaves with exactly its status (0, 2, or 75 after a preemption checkpoint), never a shutdown abort.
 """
 
@@ -23,27 +24,24 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from langadapt.dist import rank
+from langadapt.errors import InputError
+
 logger = logging.getLogger("langadapt")
 
 EXIT_USAGE = 2
 
 
-class UsageError(Exception):
-    """Bad input from the user: a missing or malformed file, a bad flag value. The message says how to fix it."""
-
-
-def process_rank() -> int:
-    """Global rank of this process under torchrun/Slurm/DeepSpeed launchers, 0 when run alone."""
-    for var in ("RANK", "SLURM_PROCID", "PMI_RANK", "OMPI_COMM_WORLD_RANK"):
-        if os.environ.get(var, "").isdigit():
-            return int(os.environ[var])
-    return 0
+# The library's bad-input error; the old name stays importable for code written against it.
+UsageError = InputError
+# Global rank (langadapt.dist.rank), under the name this module exported before langadapt.dist existed.
+process_rank = rank
 
 
 def setup_logging(level: int | None = None) -> None:
     """One logging setup for all stages: rank 0 logs at INFO, other ranks at WARNING (so logs are not N-fold)."""
     if level is None:
-        level = logging.INFO if process_rank() == 0 else logging.WARNING
+        level = logging.INFO if rank() == 0 else logging.WARNING
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
@@ -120,7 +118,7 @@ def _exit_before_finalization(code: int) -> None:
 
 
 def run_main(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | None = None) -> None:
-    """Run a stage's ``main`` and exit: 0 on success, 2 with a one-line message on :class:`UsageError`, or the
+    """Run a stage's ``main`` and exit: 0 on success, 2 with a one-line message on :class:`InputError`, or the
     status ``main`` exits with (75 after a preemption checkpoint).
 
     In a distributed worker (a torch.distributed process group exists) the process group is destroyed when ``main``
@@ -132,8 +130,8 @@ def run_main(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | 
     try:
         main(argv)
         code = 0
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except InputError as e:
+        print(f"error: {e.render()}", file=sys.stderr)
         code = EXIT_USAGE
     except SystemExit as e:
         if _distributed() is None or not isinstance(e.code, int):

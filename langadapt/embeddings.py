@@ -138,29 +138,45 @@ def _init_rows(
     rows[report.tokenizer_size:] = mean.to(rows.dtype)
 
 
+def embedding_module_names(model) -> tuple[str, str | None]:
+    """Qualified names of the input embedding and output head modules (``model.embed_tokens``, ``lm_head``)."""
+    inp, out = model.get_input_embeddings(), model.get_output_embeddings()
+    names = {id(m): n for n, m in model.named_modules()}
+    return names[id(inp)], (names.get(id(out)) if out is not None else None)
+
+
+def is_tied(model) -> bool:
+    """Whether the output head shares its weight tensor with the input embeddings."""
+    out = model.get_output_embeddings()
+    return out is not None and out.weight is model.get_input_embeddings().weight
+
+
 def resize_and_init(
     model,
-    tokenizer,
+    size: int,
     *,
     init: str = "subtoken_mean",
     pad_to_multiple_of: int = 64,
+    tokenizer=None,
     base_tokenizer=None,
     first_new_id: int | None = None,
 ) -> ResizeReport:
-    """Grow the model's embedding table (and untied head) to ``len(tokenizer)`` padded, and initialise new rows.
+    """Grow the model's embedding table (and untied head) to ``size`` rows padded, and initialise new rows.
 
-    ``first_new_id``: first id that counts as new (default: the old table size, or ``len(tokenizer)`` when the
-    table was already big enough). Rows from there up are (re)initialised, so a base model shipped with spare
-    padding rows (e.g. Qwen) gets proper rows for new tokens that land in them. ``base_tokenizer`` is required for
-    ``subtoken_mean``. The caller checks that a smaller tokenizer is acceptable (see
-    :func:`langadapt.modeling.check_vocab_fit`); this function never shrinks the table.
+    ``size``: the number of token ids the table must hold (``len(tokenizer)``). ``first_new_id``: first id that
+    counts as new (default: the old table size, or ``size`` when the table was already big enough). Rows from there
+    up are (re)initialised, so a base model shipped with spare padding rows (e.g. Qwen) gets proper rows for new
+    tokens that land in them. ``subtoken_mean`` needs the new ``tokenizer`` (to read the new tokens) and the
+    ``base_tokenizer`` (to split them); the other inits need neither. The caller checks that a smaller tokenizer is
+    acceptable (see :func:`langadapt.loading.check_vocab_fit`); this function never shrinks the table.
     """
+    if not isinstance(size, int) or size < 1:
+        raise TypeError(f"resize_and_init takes the number of token ids (an int >= 1), got {size!r}")
     inp = model.get_input_embeddings()
     out = model.get_output_embeddings()
     with gathered([inp.weight], modify=False):
         base_rows = int(inp.weight.shape[0])
     tied = out is not None and out.weight is inp.weight
-    size = len(tokenizer)
     rows = padded_size(size, pad_to_multiple_of) if size > base_rows else base_rows
     if first_new_id is None:
         first_new_id = min(base_rows, size)
@@ -186,8 +202,8 @@ def resize_and_init(
         return report
     pieces = None
     if init == "subtoken_mean":
-        if base_tokenizer is None:
-            raise ValueError("--embedding_init subtoken_mean needs the base tokenizer")
+        if base_tokenizer is None or tokenizer is None:
+            raise ValueError("embedding_init subtoken_mean needs the new and the base tokenizer")
         pieces = subtoken_pieces(report.new_token_ids, tokenizer, base_tokenizer, max_base_id=first_new_id)
         report.subtoken_fallbacks = [tokenizer.convert_ids_to_tokens(i) for i, p in pieces.items() if not p]
         report.examples = [

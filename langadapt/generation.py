@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 import torch
 
-from langadapt.cli import UsageError
+from langadapt.errors import InputError
 from langadapt.evaldata import Example, append_records, open_predictions, prediction_record, sort_prediction_file
 from langadapt.normalize import NormalizerConfig, normalize
 from langadapt.templates import build_prompt, prompt_adds_special_tokens, stop_strings
@@ -53,19 +53,16 @@ def default_max_new_tokens(task: str | None) -> int:
     return DEFAULT_MAX_NEW_TOKENS.get(task or "", SEED_MAX_NEW_TOKENS)
 
 
-def resolve_dtype(name: str) -> torch.dtype:
-    """``--torch_dtype``: ``auto`` is bfloat16 on a GPU that supports it, float32 otherwise."""
-    if name == "auto":
-        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
-    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
-
-
-def load_model(base_model: str, lora_models: Sequence[str], tokenizer_path: str | None, dtype: torch.dtype,
+def load_model(base_model: str, lora_models: Sequence[str], tokenizer_path: str | None, dtype: Any,
                device: str):
-    """Model (eval mode, on ``device``) and tokenizer: ``langadapt.adapters.load_with_adapters``."""
-    from langadapt.adapters import load_with_adapters
+    """Model (eval mode, on ``device``) and tokenizer: :func:`langadapt.loading.load_with_adapters`.
 
-    model, tokenizer = load_with_adapters(base_model, list(lora_models), tokenizer_path, dtype)
+    ``dtype``: ``--torch_dtype`` (``"auto"`` is the checkpoint's dtype; see :func:`langadapt.loading.torch_dtype`).
+    """
+    from langadapt.loading import load_with_adapters
+
+    model, tokenizer = load_with_adapters(base_model, list(lora_models), tokenizer_path, dtype, arg="lora_model",
+                                          base_arg="base_model")
     return model.to(device).eval(), tokenizer
 
 
@@ -185,13 +182,14 @@ def check_vllm(lora_models: Sequence[str]) -> None:
     import importlib.util
 
     if lora_models:
-        raise UsageError("--backend vllm runs merged models only; merge the adapters with inference/merge_lora.py "
-                         "and pass the merged folder as --base_model (or use --backend hf)")
+        raise InputError("--backend vllm runs merged models only; merge the adapters with inference/merge_lora.py "
+                         "and pass the merged folder as --base_model (or use --backend hf)", arg="backend", value="vllm")
     if importlib.util.find_spec("vllm") is None:
-        raise UsageError("--backend vllm: the vllm package is not installed; `pip install vllm` on a CUDA machine, "
-                         "or use --backend hf (the default)")
+        raise InputError("--backend vllm: the vllm package is not installed; `pip install vllm` on a CUDA machine, "
+                         "or use --backend hf (the default)", arg="backend", value="vllm")
     if not torch.cuda.is_available():
-        raise UsageError("--backend vllm needs a CUDA GPU and none is visible; use --backend hf (the default)")
+        raise InputError("--backend vllm needs a CUDA GPU and none is visible; use --backend hf (the default)",
+                         arg="backend", value="vllm")
 
 
 class LoglikRanker:
@@ -235,7 +233,8 @@ def label_candidates(examples: Sequence[Example], canonical: Callable[[Any], str
     forms: dict[str, Counter] = {}
     for ex in examples:
         if ex.answer is None:
-            raise UsageError(f"record {ex.id} has no gold \"output\"; --scoring loglik needs the label set")
+            raise InputError(f"record {ex.id} has no gold \"output\"; --scoring loglik needs the label set",
+                             arg="scoring", value="loglik")
         key = canonical(ex.answer)
         if key is not None:
             forms.setdefault(key, Counter())[str(ex.answer).strip()] += 1

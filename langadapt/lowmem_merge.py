@@ -25,9 +25,8 @@ from collections.abc import Sequence
 
 import torch
 
-from langadapt.adapters import ADAPTER_CONFIG
-from langadapt.cli import UsageError
-from langadapt.modeling import ModelInfo
+from langadapt.errors import InputError
+from langadapt.metadata import ADAPTER_CONFIG, ModelInfo
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +47,8 @@ class _Adapter:
         self._check_supported()
         weights = os.path.join(path, "adapter_model.safetensors")
         if not os.path.isfile(weights):
-            raise UsageError(f"--lora_model: {path} has no adapter_model.safetensors (--low_memory reads only that)")
+            raise InputError(f"--lora_model: {path} has no adapter_model.safetensors (--low_memory reads only that)",
+                             arg="lora_model", value=path)
         raw = load_file(weights)
         self.tensors = {k[len(PREFIX):] if k.startswith(PREFIX) else k: v for k, v in raw.items()}
         self.info = ModelInfo.from_dir(path)
@@ -72,9 +72,9 @@ class _Adapter:
             if c.get("bias", "none") != "none":
                 problems.append(f"bias={c['bias']}")
         if problems:
-            raise UsageError(
+            raise InputError(
                 f"--low_memory: the adapter {self.path} uses {', '.join(problems)}, which the shard-by-shard merge "
-                "does not implement; merge without --low_memory"
+                "does not implement; merge without --low_memory", arg="low_memory", value=self.path,
             )
 
     def full_table(self, module: str) -> torch.Tensor | None:
@@ -112,8 +112,8 @@ def _shards(base_model: str) -> list[str]:
             return sorted(set(json.load(f)["weight_map"].values()))
     if os.path.isfile(os.path.join(base_model, "model.safetensors")):
         return ["model.safetensors"]
-    raise UsageError(f"--base_model: {base_model} has no safetensors weights; --low_memory needs a local safetensors "
-                     "checkpoint (merge without --low_memory)")
+    raise InputError(f"--base_model: {base_model} has no safetensors weights; --low_memory needs a local safetensors "
+                     "checkpoint (merge without --low_memory)", arg="base_model", value=base_model)
 
 
 def _grow(w: torch.Tensor, rows: int) -> torch.Tensor:

@@ -4,7 +4,7 @@ Serving stacks (vLLM, TGI, llama.cpp converters) refuse adapters that carry embe
 of a vocabulary-extended model does. Deployment therefore goes through a merged model:
 
 1. rebuild the trained model: base, grown to the adapters' embedding rows, every adapter but the last merged in
-   order, the last one applied *unmerged* (:func:`langadapt.adapters.load_with_adapters` with ``merge_last=False``);
+   order, the last one applied *unmerged* (:func:`langadapt.loading.load_with_adapters` with ``merge_last=False``);
 2. compute reference logits on a few prompts (built with the template the model was instruction-tuned with);
 3. merge the last adapter, cast to the output dtype, save sharded safetensors + tokenizer + our metadata files;
 4. reload the saved folder with ``AutoModelForCausalLM`` alone and compare its logits with the reference: the
@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from langadapt.adapters import copy_metadata, load_with_adapters, resolve_adapter_chain, retie_or_untie
-from langadapt.cli import UsageError
+from langadapt.loading import embedding_rows, load_with_adapters, resolve_adapter_chain, retie_or_untie
+from langadapt.errors import InputError
 from langadapt.io import atomic_output_dir, write_json
-from langadapt.modeling import ModelInfo
+from langadapt.metadata import ModelInfo, copy_metadata
 from langadapt.normalize import CONFIG_FILE as NORMALIZER_FILE
 from langadapt.normalize import NormalizerConfig, normalize
 from langadapt.runinfo import write_run_args
@@ -173,12 +173,12 @@ def _save_in_memory(args: MergeArguments, chain: list[str], tmp: str, out_dtype:
     """Steps 1-3 with the whole model in memory: reference logits, PEFT merge, save. Returns (tokenizer, rows,
     inputs, reference logits)."""
     model, tokenizer = load_with_adapters(args.base_model, chain, args.tokenizer_name_or_path,
-                                          torch.float32, merge_last=False)
+                                          torch.float32, merge_last=False, arg="lora_model", base_arg="base_model")
     inputs = check_inputs(tokenizer, template, args.check_prompts, find_normalizer(sources))
     reference = prompt_logits(model, inputs)
     model = model.merge_and_unload()
     retie_or_untie(model)
-    rows = int(model.get_input_embeddings().weight.shape[0])
+    rows = embedding_rows(model)
     model = model.to(getattr(torch, out_dtype))
     model.save_pretrained(tmp, max_shard_size=args.max_shard_size)
     del model
@@ -192,9 +192,9 @@ def _save_shardwise(args: MergeArguments, chain: list[str], tmp: str, out_dtype:
     the self-check is on."""
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
-    from langadapt.adapters import check_adapter_rows, load_tokenizer_for
+    from langadapt.embeddings import embedding_module_names, is_tied
+    from langadapt.loading import check_adapter_rows, load_tokenizer_for
     from langadapt.lowmem_merge import merge_shardwise
-    from langadapt.modeling import embedding_module_names, is_tied
 
     tokenizer, _ = load_tokenizer_for(args.base_model, chain, args.tokenizer_name_or_path)
     config = AutoConfig.from_pretrained(args.base_model)
@@ -205,10 +205,11 @@ def _save_shardwise(args: MergeArguments, chain: list[str], tmp: str, out_dtype:
     rows = int(skeleton.get_input_embeddings().weight.shape[0])
     del skeleton
     for adapter in chain:
-        rows = max(rows, check_adapter_rows(adapter, ModelInfo.from_dir(adapter), rows, "--lora_model") or rows)
+        rows = max(rows, check_adapter_rows(adapter, ModelInfo.from_dir(adapter), rows, "lora_model") or rows)
     if len(tokenizer) > rows:
-        raise UsageError(f"--tokenizer_name_or_path: the tokenizer has {len(tokenizer)} tokens but the merged model "
-                         f"has {rows} embedding rows; pass the tokenizer the adapters were trained with")
+        raise InputError(f"--tokenizer_name_or_path: the tokenizer has {len(tokenizer)} tokens but the merged model "
+                         f"has {rows} embedding rows; pass the tokenizer the adapters were trained with",
+                         arg="tokenizer_name_or_path", value=len(tokenizer))
     updates = merge_shardwise(args.base_model, chain, tmp, getattr(torch, out_dtype), embed_name, head_name, tied,
                               rows)
     text_config = config.get_text_config()
@@ -225,7 +226,7 @@ def _save_shardwise(args: MergeArguments, chain: list[str], tmp: str, out_dtype:
     reference = []
     if inputs:
         model, _ = load_with_adapters(args.base_model, chain, args.tokenizer_name_or_path, torch.float32,
-                                      merge_last=False)
+                                      merge_last=False, arg="lora_model", base_arg="base_model")
         reference = prompt_logits(model, inputs)
         del model
         gc.collect()
@@ -236,7 +237,7 @@ def merge_adapters(args: MergeArguments) -> MergeReport:
     """Merge ``args.adapters`` into ``args.base_model`` and save the checked result in ``args.output_dir``."""
     from transformers import AutoModelForCausalLM
 
-    chain = resolve_adapter_chain(args.adapters, flag="--lora_model")
+    chain = resolve_adapter_chain(args.adapters, arg="lora_model")
     last = chain[-1]
     out_dtype = checkpoint_dtype(args.base_model) if args.output_dtype == "auto" else args.output_dtype
     tolerance = args.tolerance if args.tolerance is not None else DEFAULT_TOLERANCE[out_dtype]
@@ -277,9 +278,9 @@ def merge_adapters(args: MergeArguments) -> MergeReport:
             logger.info("self-check on %d prompts: max |merged - adapters| logit difference %.3g (largest |logit| "
                         "%.3g, tolerance %.3g)", len(inputs), diff, max_logit, tolerance)
         if not report.passed:
-            raise UsageError(
+            raise InputError(
                 f"the merged model's logits differ from the adapters' by up to {diff:.3g} (> --tolerance "
                 f"{tolerance}); nothing was written to {args.output_dir}. Merge with --output_dtype float32, or "
-                "raise --tolerance if this precision loss is acceptable"
+                "raise --tolerance if this precision loss is acceptable", arg="tolerance", value=tolerance,
             )
     return report

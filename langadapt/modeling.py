@@ -1,4 +1,4 @@
-"""Loading a base model and tokenizer, growing the vocabulary, and setting up what is trained.
+"""Preparing a model for the training stages: load, grow the vocabulary, set up what is trained, save.
 
 One call does it for both training stages::
 
@@ -8,10 +8,11 @@ One call does it for both training stages::
     prepared.info        # ModelInfo, written as langadapt_model.json by save_model()
     prepared.resize      # ResizeReport: rows before/after, init used (for run_args.json)
 
-The steps are public too (:func:`load_tokenizer`, :func:`load_base_model`, :func:`check_vocab_fit`,
-:func:`apply_training_mode`, :func:`count_parameters`, :func:`save_model`) for scripts that need only some of them.
+Loading (tokenizer, base model, dtype, table growth) is :mod:`langadapt.loading`'s, shared with inference,
+perplexity, merge and bench; the training-only steps are public here (:func:`apply_training_mode`,
+:func:`count_parameters`, :func:`save_model`) for scripts that need only some of them.
 
-``langadapt_model.json`` (the contract every later stage reads) records the base model, the table size before and
+``langadapt_model.json`` (:class:`langadapt.metadata.ModelInfo`, the contract every later stage reads) records the base model, the table size before and
 after the resize, the tokenizer size, the mode, the init and the chain of adapters an adapter was trained on top of.
 """
 
@@ -21,56 +22,27 @@ import dataclasses
 import logging
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from langadapt.args import AdaptationArguments, ModelArguments
-from langadapt.cli import UsageError
-from langadapt.embeddings import ResizeReport, padded_size, resize_and_init
-from langadapt.io import read_json, write_json
-from langadapt.normalize import CONFIG_FILE as NORMALIZER_FILE
+from langadapt.embeddings import ResizeReport, embedding_module_names, is_tied
+from langadapt.errors import InputError
+from langadapt.io import read_json
+from langadapt.loading import (
+    adapter_rows, check_vocab_fit, grow_to_tokenizer, load_base_model, load_tokenizer, torch_dtype,
+)
+from langadapt.metadata import (
+    ADAPTER_CONFIG, MODEL_INFO_FILE, NORMALIZER_FILE, TOKENIZER_INFO_FILE, ModelInfo, copy_metadata, has_tokenizer, is_adapter_dir, read_model_info,
+    tokenizer_info,
+)
 from langadapt.normalize import NormalizerConfig
 
 logger = logging.getLogger(__name__)
 
-MODEL_INFO_FILE = "langadapt_model.json"
-TOKENIZER_INFO_FILE = "langadapt_tokenizer.json"
 ADAPTER_MODES = ("lora", "new_rows")
 # peft_type of the adapter each PEFT mode produces (adapter_config.json), to tell "continue" from "stack".
 PEFT_TYPE_OF_MODE = {"lora": "LORA", "new_rows": "TRAINABLE_TOKENS"}
-
-
-@dataclass
-class ModelInfo:
-    """Contents of ``langadapt_model.json`` (see CONTRACTS.md, "Model/adapter output folder")."""
-
-    base_model_name_or_path: str
-    base_embedding_rows: int
-    tokenizer_size: int
-    embedding_rows: int
-    training_mode: str
-    embedding_init: str
-    is_adapter: bool
-    parent_adapters: list[str] = field(default_factory=list)
-    # Full-model outputs only: adapters merged into these weights before training (provenance; do not re-apply).
-    merged_adapters: list[str] = field(default_factory=list)
-
-    def save(self, directory: str) -> str:
-        path = os.path.join(directory, MODEL_INFO_FILE)
-        write_json(path, dataclasses.asdict(self))
-        return path
-
-    @classmethod
-    def from_dir(cls, directory: str) -> "ModelInfo | None":
-        """The info saved in a model/adapter folder, or ``None`` when there is none (e.g. a hub base model)."""
-        path = os.path.join(directory, MODEL_INFO_FILE)
-        if not os.path.isfile(path):
-            return None
-        data = read_json(path)
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass
@@ -94,111 +66,6 @@ class PreparedModel:
             "total_params": self.total_params,
             "normalizer": dataclasses.asdict(self.normalizer),
         }
-
-
-def _is_local_or_online(path: str) -> bool:
-    return os.path.isdir(path) or os.environ.get("HF_HUB_OFFLINE", "0") not in ("1", "true", "True")
-
-
-def tokenizer_info(tokenizer_dir: str) -> dict[str, Any] | None:
-    """``langadapt_tokenizer.json`` of a merged tokenizer folder, or ``None``."""
-    path = os.path.join(tokenizer_dir, TOKENIZER_INFO_FILE)
-    return read_json(path, "--tokenizer_name_or_path") if os.path.isfile(path) else None
-
-
-def load_tokenizer(model_args: ModelArguments, flag: str = "--tokenizer_name_or_path"):
-    """The tokenizer of ``--tokenizer_name_or_path``, with ``pad_token`` set (to EOS when it has none)."""
-    from transformers import AutoTokenizer
-
-    path = model_args.tokenizer_name_or_path or model_args.model_name_or_path
-    if not _is_local_or_online(path):
-        raise UsageError(
-            f"{flag}: {path} does not exist; pass a tokenizer folder (e.g. the output of tokenizer/merge.py)"
-        )
-    try:
-        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=model_args.trust_remote_code,
-                                            cache_dir=model_args.cache_dir)
-    except (OSError, ValueError) as e:
-        raise UsageError(f"{flag}: cannot load a tokenizer from {path}: {e}") from None
-    if tok.pad_token is None:
-        if tok.eos_token is None:
-            raise UsageError(f"{flag}: the tokenizer in {path} has neither a pad nor an EOS token")
-        # Padding is only used for sample generation and eval batches; packed training blocks need none.
-        tok.pad_token = tok.eos_token
-    return tok
-
-
-def torch_dtype(name: str | None):
-    """``--torch_dtype`` to what ``from_pretrained(dtype=...)`` takes. ``None`` -> float32 (transformers 5's
-    default is ``auto``, which would load a bf16 checkpoint in bf16 and train it without fp32 master weights)."""
-    if name in (None, "float32"):
-        return torch.float32
-    return "auto" if name == "auto" else getattr(torch, name)
-
-
-def load_base_model(model_args: ModelArguments, flag: str = "--model_name_or_path"):
-    """``AutoModelForCausalLM.from_pretrained`` with the dtype/attention options; bad paths raise UsageError."""
-    from transformers import AutoModelForCausalLM
-
-    path = model_args.model_name_or_path
-    if not _is_local_or_online(path):
-        raise UsageError(f"{flag}: {path} does not exist; pass a model folder")
-    kwargs: dict[str, Any] = {"dtype": torch_dtype(model_args.torch_dtype),
-                              "trust_remote_code": model_args.trust_remote_code, "cache_dir": model_args.cache_dir}
-    if model_args.attn_implementation:
-        kwargs["attn_implementation"] = model_args.attn_implementation
-    try:
-        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except (OSError, ValueError) as e:
-        raise UsageError(f"{flag}: cannot load a causal LM from {path}: {e}") from None
-
-
-def embedding_module_names(model) -> tuple[str, str | None]:
-    """Qualified names of the input embedding and output head modules (``model.embed_tokens``, ``lm_head``)."""
-    inp, out = model.get_input_embeddings(), model.get_output_embeddings()
-    names = {id(m): n for n, m in model.named_modules()}
-    return names[id(inp)], (names.get(id(out)) if out is not None else None)
-
-
-def is_tied(model) -> bool:
-    out = model.get_output_embeddings()
-    return out is not None and out.weight is model.get_input_embeddings().weight
-
-
-def check_vocab_fit(
-    rows: int, tokenizer_size: int, *, model_info: ModelInfo | None, tok_info: dict | None, same_folder: bool,
-    pad_to_multiple_of: int,
-) -> int:
-    """Decide which ids are new for this model and refuse tokenizers that cannot belong to it. Returns first_new_id.
-
-    A tokenizer smaller than the table is accepted only when the extra rows are padding on purpose: the model is
-    our own output for this very tokenizer size, or the model's own tokenizer (same folder), or a merged
-    tokenizer whose base was smaller than the table (a base shipped with spare rows, e.g. Qwen), or the table is
-    exactly the tokenizer padded to ``--pad_vocab_to_multiple_of``. Anything else (typically the base tokenizer
-    passed to an already extended model) would leave rows unused without notice.
-    """
-    hint = "pass the tokenizer the model was trained with (--tokenizer_name_or_path)"
-    if model_info is not None:
-        if tokenizer_size < model_info.tokenizer_size:
-            raise UsageError(
-                f"--tokenizer_name_or_path: the tokenizer has {tokenizer_size} tokens but the model was trained "
-                f"with {model_info.tokenizer_size} ({MODEL_INFO_FILE}); {hint}"
-            )
-        return model_info.tokenizer_size
-    if tok_info is not None:
-        base = int(tok_info.get("base_vocab_size", tokenizer_size))
-        if base > rows:
-            raise UsageError(
-                f"--tokenizer_name_or_path: the tokenizer was merged onto a base of {base} tokens but the model "
-                f"has only {rows} embedding rows; merge onto this model's own tokenizer"
-            )
-        return base
-    if tokenizer_size < rows and not same_folder and rows != padded_size(tokenizer_size, pad_to_multiple_of):
-        raise UsageError(
-            f"--tokenizer_name_or_path: the tokenizer has {tokenizer_size} tokens but the model has {rows} "
-            f"embedding rows; the table is never shrunk. {hint}, or the model's own tokenizer"
-        )
-    return min(rows, tokenizer_size)
 
 
 def count_parameters(model) -> tuple[int, int]:
@@ -253,9 +120,10 @@ def apply_training_mode(model, adapt_args: AdaptationArguments, resize: ResizeRe
     # row that differs from the base (a reload onto a base resized with another init gives identical logits).
     indices = list(range(resize.first_new_id, resize.embedding_rows))
     if not indices:
-        raise UsageError(
+        raise InputError(
             "--training_mode new_rows: the tokenizer adds no tokens to this model "
-            f"({resize.tokenizer_size} tokens, {resize.embedding_rows} rows); use a merged tokenizer or another mode"
+            f"({resize.tokenizer_size} tokens, {resize.embedding_rows} rows); use a merged tokenizer or another mode",
+            arg="training_mode", value=mode,
         )
     targets = [inp_name] + ([out_name] if out_name and not tied else [])
     return get_peft_model(model, TrainableTokensConfig(token_indices=indices, target_modules=targets))
@@ -293,7 +161,7 @@ def small_adapter_saves(model) -> None:
 
 
 def _peft_type(adapter_dir: str) -> str:
-    return str(read_json(os.path.join(adapter_dir, "adapter_config.json"), "--peft_path").get("peft_type", ""))
+    return str(read_json(os.path.join(adapter_dir, ADAPTER_CONFIG), "--peft_path").get("peft_type", ""))
 
 
 def default_tokenizer_to_adapter(model_args: ModelArguments, adapt_args: AdaptationArguments) -> None:
@@ -303,7 +171,7 @@ def default_tokenizer_to_adapter(model_args: ModelArguments, adapt_args: Adaptat
     path = adapt_args.peft_path
     if not path or not getattr(model_args, "tokenizer_defaulted", False):
         return
-    if any(os.path.isfile(os.path.join(path, f)) for f in ("tokenizer.json", "tokenizer.model")):
+    if has_tokenizer(path):
         model_args.tokenizer_name_or_path = path
         model_args.tokenizer_defaulted = False
         logger.info("--tokenizer_name_or_path not given: using the tokenizer of --peft_path %s", path)
@@ -316,31 +184,19 @@ def prepare_model(model_args: ModelArguments, adapt_args: AdaptationArguments,
                   gradient_checkpointing: bool = False) -> PreparedModel:
     """Load tokenizer and model, resize and initialise new rows, continue ``--peft_path``, set the training mode."""
     default_tokenizer_to_adapter(model_args, adapt_args)
-    tokenizer = load_tokenizer(model_args)
-    tok_dir = model_args.tokenizer_name_or_path
-    tok_info = tokenizer_info(tok_dir) if os.path.isdir(tok_dir) else None
+    tok_dir = model_args.tokenizer_name_or_path or model_args.model_name_or_path
+    tokenizer = load_tokenizer(tok_dir, trust_remote_code=model_args.trust_remote_code,
+                               cache_dir=model_args.cache_dir)
     parent = load_parent_adapter_info(adapt_args.peft_path) if adapt_args.peft_path else None
-    model = load_base_model(model_args)
-    model_info = ModelInfo.from_dir(model_args.model_name_or_path) if os.path.isdir(model_args.model_name_or_path) \
-        else None
-    weight = model.get_input_embeddings().weight
-    rows = int(weight.ds_shape[0]) if hasattr(weight, "ds_shape") else int(weight.shape[0])  # ZeRO-3: partitioned
-    first_new = check_vocab_fit(
-        rows, len(tokenizer), model_info=model_info, tok_info=tok_info,
-        same_folder=os.path.abspath(tok_dir) == os.path.abspath(model_args.model_name_or_path),
-        pad_to_multiple_of=adapt_args.pad_vocab_to_multiple_of,
+    model = load_base_model(model_args.model_name_or_path, dtype=model_args.torch_dtype,
+                            trust_remote_code=model_args.trust_remote_code, cache_dir=model_args.cache_dir,
+                            attn_implementation=model_args.attn_implementation)
+    resize = grow_to_tokenizer(
+        model, tokenizer, tokenizer_dir=tok_dir, model_dir=model_args.model_name_or_path,
+        init=adapt_args.embedding_init, pad_to_multiple_of=adapt_args.pad_vocab_to_multiple_of,
+        base_tokenizer_path=adapt_args.base_tokenizer_name_or_path,
+        trust_remote_code=model_args.trust_remote_code, cache_dir=model_args.cache_dir,
     )
-    base_tok = None
-    if adapt_args.embedding_init == "subtoken_mean" and len(tokenizer) > first_new:
-        base_tok = load_tokenizer(
-            ModelArguments(model_name_or_path=model_args.model_name_or_path,
-                           tokenizer_name_or_path=resolve_base_tokenizer(model_args, adapt_args, tok_info),
-                           trust_remote_code=model_args.trust_remote_code, cache_dir=model_args.cache_dir),
-            flag="--base_tokenizer_name_or_path",
-        )
-    resize = resize_and_init(model, tokenizer, init=adapt_args.embedding_init,
-                             pad_to_multiple_of=adapt_args.pad_vocab_to_multiple_of, base_tokenizer=base_tok,
-                             first_new_id=first_new)
     parents: list[str] = []
     continued = False
     if parent is not None:
@@ -364,37 +220,12 @@ def prepare_model(model_args: ModelArguments, adapt_args: AdaptationArguments,
     return PreparedModel(model, tokenizer, info, resize, normalizer, trainable, total)
 
 
-def resolve_base_tokenizer(model_args: ModelArguments, adapt_args: AdaptationArguments,
-                           tok_info: dict | None) -> str:
-    """Base tokenizer for sub-token init: the flag, else the merge's recorded base (if it still exists), else the
-    model folder (whose tokenizer is the base one when the model was never extended)."""
-    if adapt_args.base_tokenizer_name_or_path:
-        return adapt_args.base_tokenizer_name_or_path
-    recorded = (tok_info or {}).get("base_tokenizer")
-    if recorded and os.path.isdir(recorded):
-        return recorded
-    return model_args.model_name_or_path
-
-
 def load_parent_adapter_info(peft_path: str) -> dict[str, Any]:
     """Check ``--peft_path`` early (before loading a model): an adapter folder; returns its config and info."""
-    if not os.path.isdir(peft_path) or not os.path.isfile(os.path.join(peft_path, "adapter_config.json")):
-        raise UsageError(f"--peft_path: {peft_path} is not a PEFT adapter folder (no adapter_config.json)")
+    if not os.path.isdir(peft_path) or not is_adapter_dir(peft_path):
+        raise InputError(f"--peft_path: {peft_path} is not a PEFT adapter folder (no adapter_config.json)",
+                         arg="peft_path", value=peft_path)
     return {"path": peft_path, "peft_type": _peft_type(peft_path), "info": ModelInfo.from_dir(peft_path)}
-
-
-def _adapter_rows(peft_path: str) -> int | None:
-    """Embedding rows an adapter was trained for, from its saved weights when it has no langadapt_model.json."""
-    from safetensors import safe_open
-
-    path = os.path.join(peft_path, "adapter_model.safetensors")
-    if not os.path.isfile(path):
-        return None
-    with safe_open(path, "pt") as f:
-        for key in f.keys():
-            if "modules_to_save" in key and ("embed_tokens" in key or "lm_head" in key):
-                return int(f.get_slice(key).get_shape()[0])
-    return None
 
 
 def _attach_parent(model, adapt_args, resize: ResizeReport, parent: dict, gradient_checkpointing: bool):
@@ -406,12 +237,12 @@ def _attach_parent(model, adapt_args, resize: ResizeReport, parent: dict, gradie
     from peft import PeftModel
 
     path, info = parent["path"], parent["info"]
-    rows = info.embedding_rows if info is not None else _adapter_rows(path)
+    rows = adapter_rows(path, info)
     if rows is not None and rows != resize.embedding_rows:
-        raise UsageError(
+        raise InputError(
             f"--peft_path: the adapter {path} was trained with {rows} embedding rows but this model and tokenizer "
             f"give {resize.embedding_rows} ({resize.tokenizer_size} tokens); use the tokenizer (and "
-            "--pad_vocab_to_multiple_of) the adapter was trained with"
+            "--pad_vocab_to_multiple_of) the adapter was trained with", arg="peft_path", value=path,
         )
     chain = list(info.parent_adapters) if info is not None else []
     if PEFT_TYPE_OF_MODE.get(adapt_args.training_mode) == parent["peft_type"]:
@@ -445,7 +276,6 @@ def save_model(model, tokenizer, output_dir: str, info: ModelInfo, trainer=None,
     its ``langadapt_normalizer.json`` and ``langadapt_tokenizer.json`` (which ``save_pretrained`` does not write)
     are copied too, so later stages find the normalization next to the model or adapter.
     """
-    from langadapt.adapters import copy_metadata  # adapters imports this module
     if trainer is not None:
         trainer.save_model(output_dir)
         if not trainer.is_world_process_zero():
@@ -458,14 +288,10 @@ def save_model(model, tokenizer, output_dir: str, info: ModelInfo, trainer=None,
         copy_metadata([tokenizer_dir], output_dir, names=(NORMALIZER_FILE, TOKENIZER_INFO_FILE))
 
 
-def read_model_info(directory: str) -> ModelInfo | None:
-    """Alias of :meth:`ModelInfo.from_dir` for callers that prefer a function."""
-    return ModelInfo.from_dir(directory)
-
-
 __all__ = [
-    "MODEL_INFO_FILE", "ModelInfo", "PreparedModel", "apply_training_mode", "check_vocab_fit", "count_parameters",
-    "default_tokenizer_to_adapter",
-    "embedding_module_names", "is_tied", "load_base_model", "load_tokenizer", "prepare_model", "read_model_info",
-    "save_model", "tokenizer_info", "torch_dtype",
+    "PreparedModel", "apply_training_mode", "count_parameters", "default_tokenizer_to_adapter", "prepare_model",
+    "save_model",
+    # Re-exported from langadapt.loading / langadapt.metadata / langadapt.embeddings for existing imports.
+    "MODEL_INFO_FILE", "ModelInfo", "check_vocab_fit", "embedding_module_names", "is_tied", "load_base_model",
+    "load_tokenizer", "read_model_info", "tokenizer_info", "torch_dtype",
 ]

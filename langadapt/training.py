@@ -25,7 +25,8 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from langadapt.cli import UsageError
+from langadapt.dist import is_main_process, world_size  # noqa: F401 (re-exported for the stage scripts)
+from langadapt.errors import InputError
 from langadapt.io import iter_lines, write_json
 from langadapt.normalize import NormalizerConfig, normalize
 from langadapt.runinfo import write_run_args
@@ -46,15 +47,6 @@ DEFAULT_PROMPTS: tuple[str, ...] = (
     "The capital of France is",
     "Once upon a time",
 )
-
-
-def world_size() -> int:
-    """Number of training processes, from the launcher's environment (1 when run alone)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def complete_checkpoints(output_dir: str) -> list[str]:
@@ -80,7 +72,7 @@ def resolve_checkpoint(output_dir: str, overwrite_output_dir: bool, resume_from_
     """
     if resume_from_checkpoint:
         if not os.path.isdir(resume_from_checkpoint):
-            raise UsageError(f"--resume_from_checkpoint: {resume_from_checkpoint} does not exist")
+            raise InputError(f"--resume_from_checkpoint: {resume_from_checkpoint} does not exist")
         return resume_from_checkpoint
     if overwrite_output_dir or not os.path.isdir(output_dir):
         return None
@@ -89,7 +81,7 @@ def resolve_checkpoint(output_dir: str, overwrite_output_dir: bool, resume_from_
         logger.info("resuming from %s", checkpoints[-1])
         return checkpoints[-1]
     if os.listdir(output_dir):
-        raise UsageError(
+        raise InputError(
             f"--output_dir: {output_dir} exists, is not empty and holds no checkpoint to resume; choose another "
             "folder or pass --overwrite_output_dir"
         )
@@ -117,7 +109,7 @@ def load_prompts(path: str | None, normalizer: NormalizerConfig | None = None) -
         prompts = list(DEFAULT_PROMPTS)
     else:
         if not os.path.isfile(path):
-            raise UsageError(f"--sample_prompts_file: {path} does not exist")
+            raise InputError(f"--sample_prompts_file: {path} does not exist")
         prompts = []
         for lineno, line in iter_lines(path):
             if not line.strip():
@@ -126,13 +118,13 @@ def load_prompts(path: str | None, normalizer: NormalizerConfig | None = None) -
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise UsageError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+                    raise InputError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
                 if not isinstance(rec, dict) or not isinstance(rec.get("prompt"), str):
-                    raise UsageError(f"{path}:{lineno}: expected an object with a string field 'prompt'")
+                    raise InputError(f"{path}:{lineno}: expected an object with a string field 'prompt'")
                 line = rec["prompt"]
             prompts.append(line)
         if not prompts:
-            raise UsageError(f"--sample_prompts_file: {path} holds no prompt")
+            raise InputError(f"--sample_prompts_file: {path} holds no prompt")
     return [normalize(p, normalizer) for p in prompts] if normalizer is not None else prompts
 
 

@@ -139,16 +139,16 @@ def test_loglik_scoring_answers_with_a_gold_label(tiny_model_dir, data_dir, tmp_
 
 
 def test_lora_chain_is_passed_in_order(tiny_model_dir, data_dir, tmp_path, monkeypatch):
-    import langadapt.adapters
+    import langadapt.loading
 
     seen = {}
-    real = langadapt.adapters.load_with_adapters
+    real = langadapt.loading.load_with_adapters
 
-    def spy(base, adapters, tokenizer_path, dtype):
+    def spy(base, adapters, tokenizer_path, dtype, **kwargs):
         seen.update(base=base, adapters=adapters, tokenizer_path=tokenizer_path)
-        return real(base, [], tokenizer_path, dtype)
+        return real(base, [], tokenizer_path, dtype, **kwargs)
 
-    monkeypatch.setattr(langadapt.adapters, "load_with_adapters", spy)
+    monkeypatch.setattr(langadapt.loading, "load_with_adapters", spy)
     run(tiny_model_dir, data_dir, tmp_path / "pred", "--lora_model", "/x/pt, /x/sft", "--tokenizer_path",
         tiny_model_dir)
     assert seen == {"base": tiny_model_dir, "adapters": ["/x/pt", "/x/sft"], "tokenizer_path": tiny_model_dir}

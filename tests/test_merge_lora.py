@@ -1,5 +1,5 @@
-"""inference/merge_lora.py and langadapt/adapters.py: merged logits equal adapter logits, for every adapter kind,
-tied and untied heads, grown vocabularies and chains; the merged folder loads with transformers alone."""
+"""inference/merge_lora.py and langadapt/loading.py (adapter chain): merged logits equal adapter logits, for every
+adapter kind, tied and untied heads, grown vocabularies and chains; the merged folder loads with transformers alone."""
 
 import json
 import os
@@ -13,7 +13,7 @@ from _sft_helpers import (  # noqa: F401 (one_torch_thread is an autouse fixture
     pretrain_argv, sft_argv, write_dataset,
 )
 from langadapt import tiny
-from langadapt.adapters import grow_embeddings, load_with_adapters
+from langadapt.loading import grow_embeddings, load_with_adapters
 from langadapt.cli import UsageError
 from langadapt.merge import MergeArguments, merge_adapters
 
@@ -48,7 +48,7 @@ def test_merged_logits_match_adapter_logits(tmp_path, tiny_model_dir, tiny_tied_
     # the adapter is not a no-op, so the check compares something
     ref, tok = load_with_adapters(base, [adapter], merge_last=False)
     plain = AutoModelForCausalLM.from_pretrained(base)
-    grow_embeddings(plain, tok, 1016)  # the base with the new rows at their initial value, no adapter
+    grow_embeddings(plain, 1016)  # the base with the new rows at their initial value, no adapter
     merged = AutoModelForCausalLM.from_pretrained(out)  # transformers alone, no peft, no langadapt
     merged_tok = AutoTokenizer.from_pretrained(out)
     assert len(merged_tok) == len(tok) == 1012
