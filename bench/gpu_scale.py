@@ -284,7 +284,7 @@ def run_config(name: str, args: BenchArguments, tokenizer_size: int, peak_tflops
         n_trainable_linear, n_lora = trainable_linear_params(model)
         n_forward = n_forward_base + n_lora
         if ours:
-            block = result["block_size"] = resolve_block_size(block, model.config, flag="--ours_block_size")
+            block = result["block_size"] = resolve_block_size(block, model.config, arg="ours_block_size")
         timer = StepTimer(args.warmup_steps, args.steps, cuda)
         with tempfile.TemporaryDirectory() as tmp:
             targs = LangAdaptTrainingArguments(

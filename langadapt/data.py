@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from langadapt.cli import UsageError
+from langadapt.errors import InputError
 from langadapt.io import iter_documents, resolve_files, write_json
 from langadapt.normalize import NormalizerConfig, normalize
 
@@ -59,7 +59,7 @@ class CorpusSource:
     files: list[str] = field(default_factory=list)
 
 
-def parse_dataset_dirs(spec: str, flag: str = "--dataset_dir") -> list[CorpusSource]:
+def parse_dataset_dirs(spec: str, arg: str = "dataset_dir") -> list[CorpusSource]:
     """``"fa_dir:0.8,en_dir:0.2"`` -> sources with weights normalized to sum 1 (a bare path weighs 1)."""
     sources = []
     for item in (s.strip() for s in spec.split(",")):
@@ -73,10 +73,10 @@ def parse_dataset_dirs(spec: str, flag: str = "--dataset_dir") -> list[CorpusSou
             except ValueError:
                 path, weight = item, 1.0  # a ':' inside the path itself
         if weight <= 0:
-            raise UsageError(f"{flag}: weight of {path} must be > 0, got {weight}")
-        sources.append(CorpusSource(path=path, weight=weight, files=resolve_files(path, flag)))
+            raise InputError(f"--{arg}: weight of {path} must be > 0, got {weight}", arg=arg, value=path)
+        sources.append(CorpusSource(path=path, weight=weight, files=resolve_files(path, f"--{arg}")))
     if not sources:
-        raise UsageError(f"{flag}: no folder given; pass a folder of .txt/.jsonl files")
+        raise InputError(f"--{arg}: no folder given; pass a folder of .txt/.jsonl files", arg=arg)
     total = sum(s.weight for s in sources)
     for s in sources:
         s.weight /= total
@@ -125,7 +125,7 @@ def cache_key(tokenizer_hash: str, files: Sequence[str], block_size: int, normal
     return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:32], parts
 
 
-def resolve_block_size(requested: int | None, model_config, flag: str = "--block_size") -> int:
+def resolve_block_size(requested: int | None, model_config, arg: str = "block_size") -> int:
     """``--block_size`` checked against the model's context; default min(1024, context)."""
     context = None
     for attr in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
@@ -136,7 +136,8 @@ def resolve_block_size(requested: int | None, model_config, flag: str = "--block
     if requested is None:
         return min(1024, context) if context else 1024
     if context is not None and requested > context:
-        raise UsageError(f"{flag} {requested} is above the model's context of {context} tokens; use <= {context}")
+        raise InputError(f"--{arg} {requested} is above the model's context of {context} tokens; use <= {context}",
+                         arg=arg, value=requested)
     return requested
 
 
@@ -179,10 +180,10 @@ def _pack_gen(tokenized, block_size: int) -> Iterator[dict[str, list[int]]]:
 
 
 def _unwrap(e: Exception) -> Exception:
-    """datasets wraps errors raised in generators/workers; surface our UsageError (bad file/line) as is."""
+    """datasets wraps errors raised in generators/workers; surface our InputError (bad file/line) as is."""
     cause: BaseException | None = e
     while cause is not None:
-        if isinstance(cause, UsageError):
+        if isinstance(cause, InputError):
             return cause
         cause = cause.__cause__ or cause.__context__
     return e
@@ -205,7 +206,8 @@ def build_source_blocks(source: CorpusSource, tokenizer, normalizer: NormalizerC
         logger.info("%s: reusing cached blocks %s (%d blocks)", source.path, target, len(ds))
         return ds, {"cache_hit": True, "cache_path": target, "bytes": nbytes, "blocks": len(ds)}
     if not any(True for _ in _read_docs(source.files, text_field)):
-        raise UsageError(f"--dataset_dir: {source.path} holds no non-blank document")
+        raise InputError(f"--dataset_dir: {source.path} holds no non-blank document",
+                         arg="dataset_dir", value=source.path)
     in_memory = cache_dir is None
     if cache_dir:
         os.makedirs(cache_dir, exist_ok=True)
@@ -229,8 +231,9 @@ def build_source_blocks(source: CorpusSource, tokenizer, normalizer: NormalizerC
         except ValueError as e:
             if "corresponds to no data" not in str(e):  # datasets' way of saying the generator yielded nothing
                 raise
-            raise UsageError(
-                f"--dataset_dir: {source.path} has fewer than --block_size {block_size} tokens; add text or lower it"
+            raise InputError(
+                f"--dataset_dir: {source.path} has fewer than --block_size {block_size} tokens; add text or lower it",
+                arg="dataset_dir", value=source.path,
             ) from None
         except Exception as e:  # noqa: BLE001 - re-raised, unwrapped when it is ours
             raise _unwrap(e) from None
@@ -260,9 +263,9 @@ def split_blocks(blocks, percentage: float):
         return blocks, None
     n_val = max(1, int(len(blocks) * percentage / 100))
     if n_val >= len(blocks):
-        raise UsageError(
+        raise InputError(
             f"--validation_split_percentage {percentage}: {len(blocks)} blocks are too few to hold out {n_val}; "
-            "add text or lower --block_size"
+            "add text or lower --block_size", arg="validation_split_percentage", value=percentage,
         )
     perm = random.Random(SPLIT_SEED).sample(range(len(blocks)), len(blocks))
     return blocks.select(sorted(perm[n_val:])), blocks.select(sorted(perm[:n_val]))
@@ -430,7 +433,8 @@ def _streaming_data(data_args, sources, val_files, tokenizer, normalizer, block_
         if len(held) == n_eval:
             break
     if not held:
-        raise UsageError(f"--dataset_dir: {held_src.path} has fewer than --block_size {block_size} tokens")
+        raise InputError(f"--dataset_dir: {held_src.path} has fewer than --block_size {block_size} tokens",
+                         arg="dataset_dir", value=held_src.path)
     if not val_files and data_args.validation_split_percentage == 0:
         held = []
     train = PackedStream(sources, tokenizer, normalizer, block_size, data_args.text_field, seed,

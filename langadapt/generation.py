@@ -183,7 +183,8 @@ def check_vllm(lora_models: Sequence[str]) -> None:
 
     if lora_models:
         raise InputError("--backend vllm runs merged models only; merge the adapters with inference/merge_lora.py "
-                         "and pass the merged folder as --base_model (or use --backend hf)", arg="backend", value="vllm")
+                         "and pass the merged folder as --base_model (or use --backend hf)",
+                         arg="backend", value="vllm")
     if importlib.util.find_spec("vllm") is None:
         raise InputError("--backend vllm: the vllm package is not installed; `pip install vllm` on a CUDA machine, "
                          "or use --backend hf (the default)", arg="backend", value="vllm")

@@ -2,7 +2,7 @@
 
 Every stage reads plain files and writes plain folders. Two rules hold everywhere:
 
-* Bad input stops the run with a :class:`~langadapt.cli.UsageError` that names the file (and line) or the flag
+* Bad input stops the run with a :class:`~langadapt.errors.InputError` that names the file (and line) or the flag
   and says what to do. Nothing is skipped silently.
 * Outputs appear whole or not at all: a folder is built under a temporary sibling name and renamed into place
   when the stage succeeds (:func:`atomic_output_dir`); single files are written to a temp file and renamed
@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from langadapt.cli import UsageError
+from langadapt.errors import InputError
 
 TEXT_EXTENSIONS = (".txt", ".jsonl")
 
@@ -32,13 +32,13 @@ def resolve_files(
     """Expand files and directories into a sorted list of input files.
 
     A directory contributes its files (recursively) whose names end in one of ``extensions``. ``flag`` names the
-    command-line option in error messages. Raises :class:`UsageError` when a path does not exist, a directory holds
+    command-line option in error messages. Raises :class:`InputError` when a path does not exist, a directory holds
     no matching file, or a file is empty.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     if not paths:
-        raise UsageError(f"{flag}: no input given; pass a file or a directory of {'/'.join(extensions)} files")
+        raise InputError(f"{flag}: no input given; pass a file or a directory of {'/'.join(extensions)} files")
     files: list[str] = []
     for p in map(str, paths):
         if os.path.isdir(p):
@@ -49,29 +49,29 @@ def resolve_files(
                 if name.endswith(tuple(extensions)) and not name.startswith(".")
             )
             if not found:
-                raise UsageError(f"{flag}: directory {p} holds no {'/'.join(extensions)} files")
+                raise InputError(f"{flag}: directory {p} holds no {'/'.join(extensions)} files")
             files.extend(found)
         elif os.path.isfile(p):
             files.append(p)
         else:
-            raise UsageError(f"{flag}: {p} does not exist; pass an existing file or directory")
+            raise InputError(f"{flag}: {p} does not exist; pass an existing file or directory")
     for f in files:
         if os.path.getsize(f) == 0:
-            raise UsageError(f"{flag}: {f} is empty; remove it or fill it with text")
+            raise InputError(f"{flag}: {f} is empty; remove it or fill it with text")
     return files
 
 
 def iter_lines(path: str) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, line)`` (1-based, newline stripped) from a UTF-8 file.
 
-    Raises :class:`UsageError` naming the file, line and byte when the file is not valid UTF-8.
+    Raises :class:`InputError` naming the file, line and byte when the file is not valid UTF-8.
     """
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                raise UsageError(
+                raise InputError(
                     f"{path}:{lineno}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
                     "re-encode the file as UTF-8, e.g. `iconv -f WINDOWS-1256 -t UTF-8 in.txt > out.txt`"
                 ) from None
@@ -80,7 +80,7 @@ def iter_lines(path: str) -> Iterator[tuple[int, str]]:
 
 def iter_jsonl(path: str, hint: str = "a .jsonl file holds one JSON object per line") -> Iterator[tuple[int, Any]]:
     """Yield ``(line_number, value)`` for each non-blank line of a JSONL file (a byte-order mark before the first
-    line is ignored). A line that is not JSON raises :class:`UsageError` naming ``file:line``, followed by ``hint``
+    line is ignored). A line that is not JSON raises :class:`InputError` naming ``file:line``, followed by ``hint``
     (what the reader expected, or how to repair the file)."""
     for lineno, line in iter_lines(path):
         if lineno == 1:
@@ -90,7 +90,7 @@ def iter_jsonl(path: str, hint: str = "a .jsonl file holds one JSON object per l
         try:
             value = json.loads(line)
         except json.JSONDecodeError as e:
-            raise UsageError(f"{path}:{lineno}: not valid JSON ({e.msg})" + (f"; {hint}" if hint else "")) from None
+            raise InputError(f"{path}:{lineno}: not valid JSON ({e.msg})" + (f"; {hint}" if hint else "")) from None
         yield lineno, value
 
 
@@ -98,7 +98,7 @@ def iter_documents(path: str, text_field: str = "text") -> Iterator[str]:
     """Yield the documents of one corpus file, unnormalized.
 
     ``.txt``: every non-blank line is a document. ``.jsonl``: every non-blank line is a JSON object whose
-    ``text_field`` is the document. Malformed lines raise :class:`UsageError` with the file and line.
+    ``text_field`` is the document. Malformed lines raise :class:`InputError` with the file and line.
     """
     is_jsonl = path.endswith(".jsonl")
     for lineno, line in iter_lines(path):
@@ -110,9 +110,9 @@ def iter_documents(path: str, text_field: str = "text") -> Iterator[str]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as e:
-            raise UsageError(f"{path}:{lineno}: not valid JSON ({e.msg}); each line must be one JSON object") from None
+            raise InputError(f"{path}:{lineno}: not valid JSON ({e.msg}); each line must be one JSON object") from None
         if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
-            raise UsageError(f"{path}:{lineno}: expected an object with a string field {text_field!r}")
+            raise InputError(f"{path}:{lineno}: expected an object with a string field {text_field!r}")
         if record[text_field].strip():
             yield record[text_field]
 
@@ -126,9 +126,9 @@ def iter_corpus(files: Sequence[str], text_field: str = "text") -> Iterator[str]
 def check_output_dir(path: str, overwrite: bool, flag: str = "--output_dir") -> None:
     """Refuse an existing, non-empty output folder unless ``overwrite``."""
     if os.path.isfile(path):
-        raise UsageError(f"{flag}: {path} is a file; give a folder path")
+        raise InputError(f"{flag}: {path} is a file; give a folder path")
     if os.path.isdir(path) and os.listdir(path) and not overwrite:
-        raise UsageError(f"{flag}: {path} exists and is not empty; choose another folder or pass --overwrite")
+        raise InputError(f"{flag}: {path} exists and is not empty; choose another folder or pass --overwrite")
 
 
 @contextlib.contextmanager
@@ -185,24 +185,24 @@ def write_jsonl(path: str, records: Iterable[Any]) -> None:
 
 
 def read_json(path: str, flag: str | None = None) -> Any:
-    """Read a JSON file; a missing or malformed file raises :class:`UsageError` naming it."""
+    """Read a JSON file; a missing or malformed file raises :class:`InputError` naming it."""
     where = f"{flag}: " if flag else ""
     if not os.path.isfile(path):
-        raise UsageError(f"{where}{path} does not exist")
+        raise InputError(f"{where}{path} does not exist")
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except UnicodeDecodeError:
-        raise UsageError(f"{where}{path} is not UTF-8 text") from None
+        raise InputError(f"{where}{path} is not UTF-8 text") from None
     except json.JSONDecodeError as e:
-        raise UsageError(f"{where}{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+        raise InputError(f"{where}{path}:{e.lineno}: not valid JSON ({e.msg})") from None
 
 
 def iter_json_records(path: str) -> Iterator[tuple[str, Any]]:
     """``(where, record)`` for each record of a ``.json`` list or a ``.jsonl`` file (one object a line).
 
     ``where`` names the record in later error messages: ``file: record 3`` (index in a ``.json`` list) or
-    ``file:7`` (line of a ``.jsonl`` file, the form editors jump to). Malformed files raise :class:`UsageError` naming the file and line.
+    ``file:7`` (line of a ``.jsonl`` file, the form editors jump to). Malformed files raise :class:`InputError` naming the file and line.
     Used by every reader of instruction-style data (SFT sets, test sets), so they all fail the same way.
     """
     if path.endswith(".jsonl"):
@@ -213,12 +213,12 @@ def iter_json_records(path: str) -> Iterator[tuple[str, Any]]:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except UnicodeDecodeError:
-        raise UsageError(f"{path}: not UTF-8 text; re-encode it as UTF-8") from None
+        raise InputError(f"{path}: not UTF-8 text; re-encode it as UTF-8") from None
     except json.JSONDecodeError as e:
-        raise UsageError(f"{path}:{e.lineno}: not valid JSON ({e.msg}); a .json file must be one list of objects "
+        raise InputError(f"{path}:{e.lineno}: not valid JSON ({e.msg}); a .json file must be one list of objects "
                          "(name it .jsonl for one object a line)") from None
     if not isinstance(data, list):
-        raise UsageError(f"{path}: the top-level JSON value is a {type(data).__name__}; a .json file must hold a "
+        raise InputError(f"{path}: the top-level JSON value is a {type(data).__name__}; a .json file must hold a "
                          "list of objects (use .jsonl for one object a line)")
     for i, record in enumerate(data):
         yield f"{path}: record {i}", record

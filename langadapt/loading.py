@@ -75,7 +75,8 @@ def torch_dtype(name: str | torch.dtype | None):
         return "auto"
     if name in ("bfloat16", "float16"):
         return getattr(torch, name)
-    raise InputError(f"--torch_dtype: unknown dtype {name!r}; use auto, float32, bfloat16 or float16", arg="torch_dtype", value=name)
+    raise InputError(f"--torch_dtype: unknown dtype {name!r}; use auto, float32, bfloat16 or float16",
+                     arg="torch_dtype", value=name)
 
 
 def load_tokenizer(path: str, *, trust_remote_code: bool = False, cache_dir: str | None = None,
@@ -84,15 +85,16 @@ def load_tokenizer(path: str, *, trust_remote_code: bool = False, cache_dir: str
     from transformers import AutoTokenizer
 
     if not os.path.isdir(path) and _offline():
-        raise InputError(f"--{arg}: {path} does not exist; pass a tokenizer folder (e.g. the output of tokenizer/merge.py)",
-                         arg=arg, value=path)
+        raise InputError(f"--{arg}: {path} does not exist; pass a tokenizer folder (e.g. the output of "
+                         "tokenizer/merge.py)", arg=arg, value=path)
     try:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, cache_dir=cache_dir)
     except (OSError, ValueError) as e:
         raise InputError(f"--{arg}: cannot load a tokenizer from {path}: {e}", arg=arg, value=path) from None
     if tok.pad_token is None:
         if tok.eos_token is None:
-            raise InputError(f"--{arg}: the tokenizer in {path} has neither a pad nor an EOS token", arg=arg, value=path)
+            raise InputError(f"--{arg}: the tokenizer in {path} has neither a pad nor an EOS token",
+                             arg=arg, value=path)
         tok.pad_token = tok.eos_token
     return tok
 

@@ -12,8 +12,9 @@ Loading (tokenizer, base model, dtype, table growth) is :mod:`langadapt.loading`
 perplexity, merge and bench; the training-only steps are public here (:func:`apply_training_mode`,
 :func:`count_parameters`, :func:`save_model`) for scripts that need only some of them.
 
-``langadapt_model.json`` (:class:`langadapt.metadata.ModelInfo`, the contract every later stage reads) records the base model, the table size before and
-after the resize, the tokenizer size, the mode, the init and the chain of adapters an adapter was trained on top of.
+``langadapt_model.json`` (:class:`langadapt.metadata.ModelInfo`, the contract every later stage reads) records the
+base model, the table size before and after the resize, the tokenizer size, the mode, the init and the chain of
+adapters an adapter was trained on top of.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from langadapt.loading import (
     adapter_rows, check_vocab_fit, grow_to_tokenizer, load_base_model, load_tokenizer, torch_dtype,
 )
 from langadapt.metadata import (
-    ADAPTER_CONFIG, MODEL_INFO_FILE, NORMALIZER_FILE, TOKENIZER_INFO_FILE, ModelInfo, copy_metadata, has_tokenizer, is_adapter_dir, read_model_info,
-    tokenizer_info,
+    ADAPTER_CONFIG, MODEL_INFO_FILE, NORMALIZER_FILE, TOKENIZER_INFO_FILE, ModelInfo, copy_metadata, has_tokenizer,
+    is_adapter_dir, read_model_info, tokenizer_info,
 )
 from langadapt.normalize import NormalizerConfig
 

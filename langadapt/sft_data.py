@@ -3,7 +3,7 @@
 Input: files or folders of ``.json`` (a list of objects) and ``.jsonl`` (one object a line) records with
 ``instruction``, optional ``input`` and ``output``. Real test sets carry numeric outputs (``"output": 0`` for a
 class label), so numbers are turned into text. A malformed file or record stops the run with a
-:class:`~langadapt.cli.UsageError` naming the file and the record index (0-based position in a ``.json`` list,
+:class:`~langadapt.errors.InputError` naming the file and the record index (0-based position in a ``.json`` list,
 1-based line in a ``.jsonl`` file); nothing is skipped silently.
 
 Each example becomes::
@@ -38,7 +38,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from langadapt.cli import UsageError
+from langadapt.errors import InputError
 from langadapt.io import iter_json_records, iter_lines, resolve_files
 from langadapt.normalize import NormalizerConfig, normalize
 from langadapt.templates import TEMPLATE_NAMES, build_prompt, encode_prompts, response_suffix
@@ -127,31 +127,31 @@ def _field_text(record: dict, key: str, where: str, required: bool) -> str:
     value = record.get(key)
     if value is None:
         if required:
-            raise UsageError(f"{where}: missing {key!r}; every record needs 'instruction' and 'output' fields")
+            raise InputError(f"{where}: missing {key!r}; every record needs 'instruction' and 'output' fields")
         return ""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise UsageError(f"{where}: {key!r} must be text or a number, got {type(value).__name__}")
+        raise InputError(f"{where}: {key!r} must be text or a number, got {type(value).__name__}")
     text = value if isinstance(value, str) else str(value)  # class labels such as "output": 0 become "0"
     if required and key == "instruction" and not text.strip():
-        raise UsageError(f"{where}: 'instruction' is empty")
+        raise InputError(f"{where}: 'instruction' is empty")
     return text
 
 
 def read_sft_records(
-    paths: str | Sequence[str], flag: str = "--dataset_dir", normalizer: NormalizerConfig | None = None
+    paths: str | Sequence[str], arg: str = "dataset_dir", normalizer: NormalizerConfig | None = None
 ) -> list[SFTRecord]:
     """Read and validate every record of ``paths`` (files or folders of .json/.jsonl), normalizing text fields.
 
     ``normalizer=None`` means no normalization (pass ``NormalizerConfig.from_dir(tokenizer_dir)``).
-    Raises :class:`UsageError` naming the file and record on bad input, and when there are no records at all.
+    Raises :class:`InputError` naming the file and record on bad input, and when there are no records at all.
     """
-    files = resolve_files(paths, flag, SFT_EXTENSIONS)
+    files = resolve_files(paths, f"--{arg}", SFT_EXTENSIONS)
     norm = normalizer or NormalizerConfig.disabled()
     records: list[SFTRecord] = []
     for path in files:
         for where, obj in iter_json_records(path):
             if not isinstance(obj, dict):
-                raise UsageError(
+                raise InputError(
                     f"{where}: expected an object with 'instruction' and 'output', got {type(obj).__name__}"
                 )
             instruction = _field_text(obj, "instruction", where, required=True)
@@ -161,7 +161,7 @@ def read_sft_records(
                 SFTRecord(normalize(instruction, norm), normalize(inp, norm), normalize(output, norm), where)
             )
     if not records:
-        raise UsageError(f"{flag}: {', '.join(files)} hold no records; add Alpaca-style examples")
+        raise InputError(f"--{arg}: {', '.join(files)} hold no records; add Alpaca-style examples", arg=arg)
     return records
 
 
@@ -204,7 +204,7 @@ def tokenize_example(
 def response_token_ids(responses: Sequence[str], tokenizer, template: str) -> list[list[int]]:
     """Token ids of each response followed by the template's end-of-turn text (chat) and EOS."""
     if tokenizer.eos_token_id is None:
-        raise UsageError("the tokenizer has no eos_token; set one in its tokenizer_config.json")
+        raise InputError("the tokenizer has no eos_token; set one in its tokenizer_config.json")
     suffix = response_suffix(template, tokenizer)
     texts = [r + suffix for r in responses]
     ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
@@ -251,7 +251,7 @@ def tokenize_records(
         stats.label_tokens,
     )
     if not examples:
-        raise UsageError(
+        raise InputError(
             f"{name}: every example is longer than --max_seq_length {max_seq_length}; raise it or shorten the data"
         )
     return examples, stats

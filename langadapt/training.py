@@ -72,7 +72,8 @@ def resolve_checkpoint(output_dir: str, overwrite_output_dir: bool, resume_from_
     """
     if resume_from_checkpoint:
         if not os.path.isdir(resume_from_checkpoint):
-            raise InputError(f"--resume_from_checkpoint: {resume_from_checkpoint} does not exist")
+            raise InputError(f"--resume_from_checkpoint: {resume_from_checkpoint} does not exist",
+                             arg="resume_from_checkpoint", value=resume_from_checkpoint)
         return resume_from_checkpoint
     if overwrite_output_dir or not os.path.isdir(output_dir):
         return None
@@ -83,7 +84,7 @@ def resolve_checkpoint(output_dir: str, overwrite_output_dir: bool, resume_from_
     if os.listdir(output_dir):
         raise InputError(
             f"--output_dir: {output_dir} exists, is not empty and holds no checkpoint to resume; choose another "
-            "folder or pass --overwrite_output_dir"
+            "folder or pass --overwrite_output_dir", arg="output_dir", value=output_dir,
         )
     return None
 
@@ -109,7 +110,7 @@ def load_prompts(path: str | None, normalizer: NormalizerConfig | None = None) -
         prompts = list(DEFAULT_PROMPTS)
     else:
         if not os.path.isfile(path):
-            raise InputError(f"--sample_prompts_file: {path} does not exist")
+            raise InputError(f"--sample_prompts_file: {path} does not exist", arg="sample_prompts_file", value=path)
         prompts = []
         for lineno, line in iter_lines(path):
             if not line.strip():
@@ -124,7 +125,7 @@ def load_prompts(path: str | None, normalizer: NormalizerConfig | None = None) -
                 line = rec["prompt"]
             prompts.append(line)
         if not prompts:
-            raise InputError(f"--sample_prompts_file: {path} holds no prompt")
+            raise InputError(f"--sample_prompts_file: {path} holds no prompt", arg="sample_prompts_file", value=path)
     return [normalize(p, normalizer) for p in prompts] if normalizer is not None else prompts
 
 

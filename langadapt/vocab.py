@@ -12,7 +12,7 @@ Two kinds of base tokenizer are supported, named as in ``langadapt_tokenizer.jso
   the base pipeline (same normalizer and pre-tokenizer, empty BPE model), so it produces merges over the same
   byte-level pre-tokens the base produces.
 
-Anything else (WordPiece, Unigram ``tokenizer.json``, a folder with no tokenizer) is a :class:`UsageError`.
+Anything else (WordPiece, Unigram ``tokenizer.json``, a folder with no tokenizer) is a :class:`InputError`.
 
 Merging lives in :mod:`langadapt.vocab_merge`, the audit in :mod:`langadapt.vocab_report`.
 """
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
 
-from langadapt.cli import UsageError
+from langadapt.errors import InputError
 from langadapt.io import iter_corpus, resolve_files
 from langadapt.normalize import NormalizerConfig, normalize
 
@@ -57,37 +57,38 @@ SP_MAX_SENTENCE_BYTES = 65536
 # --------------------------------------------------------------------------------------------------------------
 
 
-def detect_kind(directory: str, flag: str = "--base_tokenizer") -> Kind:
-    """Kind of the tokenizer in ``directory``; :class:`UsageError` for a missing folder/tokenizer or another type."""
+def detect_kind(directory: str, arg: str = "base_tokenizer") -> Kind:
+    """Kind of the tokenizer in ``directory``; :class:`InputError` for a missing folder/tokenizer or another type."""
     if not os.path.isdir(directory):
-        raise UsageError(f"{flag}: {directory} is not a folder; pass the base model's tokenizer folder")
+        raise InputError(f"--{arg}: {directory} is not a folder; pass the base model's tokenizer folder",
+                         arg=arg, value=directory)
     path = os.path.join(directory, HF_JSON_FILE)
     if os.path.isfile(os.path.join(directory, SP_MODEL_FILE)):
         try:
-            load_sp_proto(os.path.join(directory, SP_MODEL_FILE), flag)  # fails early on a corrupt file
+            load_sp_proto(os.path.join(directory, SP_MODEL_FILE), arg)  # fails early on a corrupt file
             return "sentencepiece"
-        except UsageError:
+        except InputError:
             # Llama-3 style folders may ship a tiktoken file under the same name next to their tokenizer.json.
             if not os.path.isfile(path):
                 raise
     if not os.path.isfile(path):
-        raise UsageError(
-            f"{flag}: {directory} holds no tokenizer (neither {SP_MODEL_FILE} nor {HF_JSON_FILE}); pass the folder "
-            "of the base model's tokenizer (the one AutoTokenizer.from_pretrained loads)"
+        raise InputError(
+            f"--{arg}: {directory} holds no tokenizer (neither {SP_MODEL_FILE} nor {HF_JSON_FILE}); pass the folder "
+            "of the base model's tokenizer (the one AutoTokenizer.from_pretrained loads)", arg=arg, value=directory,
         )
-    spec = _read_tokenizer_json(path, flag)
-    check_byte_level_bpe(spec, path, flag)
+    spec = _read_tokenizer_json(path, arg)
+    check_byte_level_bpe(spec, path, arg)
     return "byte_level_bpe"
 
 
-def _read_tokenizer_json(path: str, flag: str) -> dict:
+def _read_tokenizer_json(path: str, arg: str) -> dict:
     try:
         with open(path, encoding="utf-8") as f:
             spec = json.load(f)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UsageError(f"{flag}: {path} is not a valid tokenizer.json ({e})") from None
+        raise InputError(f"--{arg}: {path} is not a valid tokenizer.json ({e})", arg=arg, value=path) from None
     if not isinstance(spec, dict) or not isinstance(spec.get("model"), dict):
-        raise UsageError(f"{flag}: {path} is not a tokenizers file (no 'model' object)")
+        raise InputError(f"--{arg}: {path} is not a tokenizers file (no 'model' object)", arg=arg, value=path)
     return spec
 
 
@@ -99,24 +100,25 @@ def _has_byte_level(component: dict | None) -> bool:
     return any(_has_byte_level(c) for c in component.get("pretokenizers", []) + component.get("decoders", []))
 
 
-def check_byte_level_bpe(spec: dict, path: str, flag: str) -> None:
+def check_byte_level_bpe(spec: dict, path: str, arg: str) -> None:
     """Refuse a ``tokenizer.json`` that is not byte-level BPE, naming what it is and what is supported."""
     model_type = spec["model"].get("type") or ("BPE" if "merges" in spec["model"] else "unknown")
     if model_type != "BPE":
-        raise UsageError(
-            f"{flag}: {path} is a {model_type} tokenizer; supported bases are SentencePiece ({SP_MODEL_FILE}, "
-            "Llama-2/Mistral/Gemma style) and byte-level BPE (tokenizer.json, Llama-3/Qwen/SmolLM2 style)"
+        raise InputError(
+            f"--{arg}: {path} is a {model_type} tokenizer; supported bases are SentencePiece ({SP_MODEL_FILE}, "
+            "Llama-2/Mistral/Gemma style) and byte-level BPE (tokenizer.json, Llama-3/Qwen/SmolLM2 style)",
+            arg=arg, value=path,
         )
     if not (_has_byte_level(spec.get("pre_tokenizer")) or _has_byte_level(spec.get("decoder"))):
-        raise UsageError(
-            f"{flag}: {path} is a BPE tokenizer without a ByteLevel pre-tokenizer/decoder; supported bases are "
+        raise InputError(
+            f"--{arg}: {path} is a BPE tokenizer without a ByteLevel pre-tokenizer/decoder; supported bases are "
             f"SentencePiece ({SP_MODEL_FILE}) and byte-level BPE tokenizer.json; for a converted SentencePiece "
-            f"model pass the folder that holds its {SP_MODEL_FILE}"
+            f"model pass the folder that holds its {SP_MODEL_FILE}", arg=arg, value=path,
         )
 
 
-def load_sp_proto(path: str, flag: str):
-    """Parse a SentencePiece ``ModelProto``; :class:`UsageError` naming ``path`` when it is not one."""
+def load_sp_proto(path: str, arg: str):
+    """Parse a SentencePiece ``ModelProto``; :class:`InputError` naming ``path`` when it is not one."""
     import sentencepiece as spm
     from sentencepiece import sentencepiece_model_pb2 as sp_pb2
 
@@ -129,14 +131,14 @@ def load_sp_proto(path: str, flag: str):
             raise ValueError("no pieces")
         spm.SentencePieceProcessor(model_proto=data)  # the C++ loader checks more than protobuf does
     except Exception:  # protobuf DecodeError, sentencepiece RuntimeError, ...: all mean "not a model"
-        raise UsageError(
-            f"{flag}: {path} is not a SentencePiece model; pass a tokenizer.model / extra.model written by "
-            "SentencePiece (e.g. by tokenizer/extract_vocab.py)"
+        raise InputError(
+            f"--{arg}: {path} is not a SentencePiece model; pass a tokenizer.model / extra.model written by "
+            "SentencePiece (e.g. by tokenizer/extract_vocab.py)", arg=arg, value=path,
         ) from None
     return proto
 
 
-def detect_extra_kind(path: str, flag: str = "--extra_model") -> tuple[Kind, str]:
+def detect_extra_kind(path: str, arg: str = "extra_model") -> tuple[Kind, str]:
     """Kind and file of an add-on model: a SentencePiece ``.model`` or a tokenizers BPE ``.json``.
 
     ``path`` may also be the output folder of ``extract_vocab.py``.
@@ -147,20 +149,22 @@ def detect_extra_kind(path: str, flag: str = "--extra_model") -> tuple[Kind, str
                 path = os.path.join(path, name)
                 break
         else:
-            raise UsageError(f"{flag}: folder {path} holds neither {EXTRA_SP_FILE} nor {EXTRA_BPE_FILE}")
+            raise InputError(f"--{arg}: folder {path} holds neither {EXTRA_SP_FILE} nor {EXTRA_BPE_FILE}",
+                             arg=arg, value=path)
     if not os.path.isfile(path):
-        raise UsageError(f"{flag}: {path} does not exist; pass the add-on model written by extract_vocab.py")
+        raise InputError(f"--{arg}: {path} does not exist; pass the add-on model written by extract_vocab.py",
+                         arg=arg, value=path)
     with open(path, "rb") as f:
         head = f.read(64).lstrip()
     if head.startswith(b"{"):
-        spec = _read_tokenizer_json(path, flag)
+        spec = _read_tokenizer_json(path, arg)
         if spec["model"].get("type") != "BPE" or not spec["model"].get("merges"):
-            raise UsageError(
-                f"{flag}: {path} is not a BPE tokenizer with merges; pass the extra_tokenizer.json written by "
-                "extract_vocab.py for a byte-level BPE base"
+            raise InputError(
+                f"--{arg}: {path} is not a BPE tokenizer with merges; pass the extra_tokenizer.json written by "
+                "extract_vocab.py for a byte-level BPE base", arg=arg, value=path,
             )
         return "byte_level_bpe", path
-    load_sp_proto(path, flag)
+    load_sp_proto(path, arg)
     return "sentencepiece", path
 
 
@@ -196,20 +200,22 @@ SCRIPT_EXTRA_CHARS: dict[str, str] = {"Arabic": "\u200c"}
 ANY_SCRIPT = "any"
 
 
-def validate_scripts(scripts: Sequence[str], flag: str = "--scripts") -> tuple[str, ...]:
-    """Canonical script names; ``("any",)`` keeps every piece. Unknown names raise :class:`UsageError`."""
+def validate_scripts(scripts: Sequence[str], arg: str = "scripts") -> tuple[str, ...]:
+    """Canonical script names; ``("any",)`` keeps every piece. Unknown names raise :class:`InputError`."""
     known = {name.lower(): name for name in SCRIPT_BLOCKS}
     out = []
     for s in scripts:
         if s.lower() == ANY_SCRIPT:
             if len(scripts) > 1:
-                raise UsageError(f"{flag}: '{ANY_SCRIPT}' cannot be combined with script names")
+                raise InputError(f"--{arg}: '{ANY_SCRIPT}' cannot be combined with script names",
+                                 arg=arg, value=ANY_SCRIPT)
             return (ANY_SCRIPT,)
         if s.lower() not in known:
-            raise UsageError(f"{flag}: unknown script {s!r}; choose from {sorted(SCRIPT_BLOCKS)} or '{ANY_SCRIPT}'")
+            raise InputError(f"--{arg}: unknown script {s!r}; choose from {sorted(SCRIPT_BLOCKS)} or '{ANY_SCRIPT}'",
+                             arg=arg, value=s)
         out.append(known[s.lower()])
     if not out:
-        raise UsageError(f"{flag}: give at least one script, e.g. Arabic for Persian")
+        raise InputError(f"--{arg}: give at least one script, e.g. Arabic for Persian", arg=arg)
     return tuple(out)
 
 
@@ -311,7 +317,7 @@ def byte_level_to_bytes(token: str) -> bytes | None:
 
 
 def read_corpus(files: Sequence[str], config: NormalizerConfig, text_field: str = "text",
-                flag: str = "--train_file") -> list[str]:
+                arg: str = "train_file") -> list[str]:
     """Normalized, non-blank lines of every document (documents are split at newlines for SentencePiece)."""
     lines = []
     for doc in iter_corpus(files, text_field):
@@ -319,7 +325,8 @@ def read_corpus(files: Sequence[str], config: NormalizerConfig, text_field: str 
             if line.strip():
                 lines.append(line)
     if not lines:
-        raise UsageError(f"{flag}: {', '.join(files)} holds no text (only blank lines); give a corpus with text")
+        raise InputError(f"--{arg}: {', '.join(files)} holds no text (only blank lines); give a corpus with text",
+                         arg=arg)
     return lines
 
 
@@ -358,7 +365,7 @@ def sp_trainer_settings(base_model_path: str | None) -> dict:
     """SentencePiece trainer keyword arguments matching a base ``tokenizer.model`` (Llama-2's without one)."""
     if base_model_path is None:
         return dict(DEFAULT_SP_SETTINGS)
-    proto = load_sp_proto(base_model_path, "--base_tokenizer")
+    proto = load_sp_proto(base_model_path, "base_tokenizer")
     ts, ns = proto.trainer_spec, proto.normalizer_spec
     settings = {}
     for name in _COPIED_TRAINER_FIELDS:
@@ -374,7 +381,7 @@ def sp_trainer_settings(base_model_path: str | None) -> dict:
 
 
 def train_sentencepiece(lines: list[str], vocab_size: int, settings: dict, num_threads: int, seed: int) -> bytes:
-    """Train a SentencePiece model on ``lines``; the serialized model. Vocabulary-size errors become UsageError."""
+    """Train a SentencePiece model on ``lines``; the serialized model. Vocabulary-size errors become InputError."""
     import sentencepiece as spm
 
     model = io.BytesIO()
@@ -388,11 +395,13 @@ def train_sentencepiece(lines: list[str], vocab_size: int, settings: dict, num_t
         msg = str(e)
         limit = re.search(r"<=\s*(\d+)", msg)
         if limit:
-            raise UsageError(
+            raise InputError(
                 f"--vocab_size {vocab_size}: the corpus can support at most {limit.group(1)} pieces "
-                f"(sentencepiece: {msg.split('] ')[-1]}); lower --vocab_size or give more text"
+                f"(sentencepiece: {msg.split('] ')[-1]}); lower --vocab_size or give more text",
+                arg="vocab_size", value=vocab_size,
             ) from None
-        raise UsageError(f"--vocab_size {vocab_size}: sentencepiece refused to train: {msg.split('] ')[-1]}") from None
+        raise InputError(f"--vocab_size {vocab_size}: sentencepiece refused to train: {msg.split('] ')[-1]}",
+                         arg="vocab_size", value=vocab_size) from None
     return model.getvalue()
 
 
@@ -411,24 +420,25 @@ def addon_bpe_spec(base_spec: dict) -> dict:
 def train_byte_level_bpe(lines: list[str], vocab_size: int, base_spec: dict, min_frequency: int) -> str:
     """Train a byte-level BPE add-on with the base's pipeline; the add-on ``tokenizer.json`` text.
 
-    ``vocab_size`` counts the 256 byte symbols too. Raises :class:`UsageError` when the corpus runs out of pairs
+    ``vocab_size`` counts the 256 byte symbols too. Raises :class:`InputError` when the corpus runs out of pairs
     (seen at least ``min_frequency`` times) before ``vocab_size`` is reached, naming the size it reached.
     """
     from tokenizers import Tokenizer, pre_tokenizers, trainers
 
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     if vocab_size <= len(alphabet):
-        raise UsageError(f"--vocab_size {vocab_size}: a byte-level BPE add-on needs more than the {len(alphabet)} "
-                         "byte symbols; ask for more")
+        raise InputError(f"--vocab_size {vocab_size}: a byte-level BPE add-on needs more than the {len(alphabet)} "
+                         "byte symbols; ask for more", arg="vocab_size", value=vocab_size)
     tok = Tokenizer.from_str(json.dumps(addon_bpe_spec(base_spec)))
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, initial_alphabet=alphabet,
                                   special_tokens=[], show_progress=False)
     tok.train_from_iterator(lines, trainer=trainer, length=len(lines))
     got = tok.get_vocab_size()
     if got < vocab_size:
-        raise UsageError(
+        raise InputError(
             f"--vocab_size {vocab_size}: the corpus can support at most {got} tokens (no pair left that occurs "
-            f"{min_frequency}+ times); lower --vocab_size to <= {got} or give more text"
+            f"{min_frequency}+ times); lower --vocab_size to <= {got} or give more text",
+            arg="vocab_size", value=vocab_size,
         )
     return tok.to_str(pretty=True)
 
@@ -459,19 +469,20 @@ def extract_vocab(lines: list[str], output_dir: str, vocab_size: int, base_token
         if model_type:
             settings["model_type"] = model_type
         if settings["model_type"] not in ("bpe", "unigram"):
-            raise UsageError(f"--model_type {settings['model_type']}: use bpe (recommended for a BPE base) or unigram")
+            raise InputError(f"--model_type {settings['model_type']}: use bpe (recommended for a BPE base) or unigram",
+                             arg="model_type")
         data = train_sentencepiece(lines, vocab_size, settings, num_threads, seed)
         path = os.path.join(output_dir, EXTRA_SP_FILE)
         with open(path, "wb") as f:
             f.write(data)
-        proto = load_sp_proto(path, "--output_dir")
+        proto = load_sp_proto(path, "output_dir")
         with open(os.path.join(output_dir, "extra.vocab"), "w", encoding="utf-8") as f:
             f.writelines(f"{p.piece}\t{p.score:g}\n" for p in proto.pieces)
         size = len(proto.pieces)
     else:
         if model_type not in (None, "bpe"):
-            raise UsageError(f"--model_type {model_type}: a byte-level BPE base takes a BPE add-on; drop the flag "
-                             "or pass --model_type bpe")
+            raise InputError(f"--model_type {model_type}: a byte-level BPE base takes a BPE add-on; drop the arg "
+                             "or pass --model_type bpe", arg="model_type", value=model_type)
         with open(os.path.join(base_tokenizer, HF_JSON_FILE), encoding="utf-8") as f:
             base_spec = json.load(f)
         text = train_byte_level_bpe(lines, vocab_size, base_spec, min_frequency)
@@ -497,7 +508,7 @@ def corpus_stats(lines: Iterable[str]) -> dict:
 
 def iter_eval_lines(path: str, config: NormalizerConfig, text_field: str = "text") -> Iterator[str]:
     """Normalized non-blank lines of an evaluation file (same reading as the training corpus)."""
-    yield from read_corpus([path], config, text_field, flag="--eval_file")
+    yield from read_corpus([path], config, text_field, arg="eval_file")
 
 
 def resolve_train_files(paths: Sequence[str]) -> list[str]:

@@ -30,7 +30,7 @@ import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
-from langadapt.cli import UsageError
+from langadapt.errors import InputError
 from langadapt.io import write_json
 from langadapt.vocab import (
     HF_JSON_FILE,
@@ -96,9 +96,9 @@ def new_piece_scores(floor: float, n: int) -> list[float]:
     start = float(math.floor(floor)) - 1.0  # whole numbers: exact in float32 down to -2**24
     scores = [float32(start - i) for i in range(n)]
     if any(a <= b for a, b in zip(scores, scores[1:])) or (scores and scores[0] >= floor):
-        raise UsageError(f"cannot place {n} new scores below {floor} distinctly in float32; lower --max_new_pieces")
+        raise InputError(f"cannot place {n} new scores below {floor} distinctly in float32; lower --max_new_pieces")
     if scores and scores[-1] <= SP_NEVER_MERGE:
-        raise UsageError(f"{n} new scores below {floor} reach the never-merge range; lower --max_new_pieces")
+        raise InputError(f"{n} new scores below {floor} reach the never-merge range; lower --max_new_pieces")
     return scores
 
 
@@ -108,7 +108,8 @@ def _hf_len(directory: str) -> int:
     try:
         return len(AutoTokenizer.from_pretrained(directory))
     except Exception as e:  # transformers raises many types for an unloadable folder
-        raise UsageError(f"--base_tokenizer: AutoTokenizer cannot load {directory} ({type(e).__name__}: {e})") from None
+        raise InputError(f"--base_tokenizer: AutoTokenizer cannot load {directory} ({type(e).__name__}: {e})",
+                         arg="base_tokenizer", value=directory) from None
 
 
 def _copy_side_files(base_dir: str, dst: str) -> None:
@@ -145,11 +146,12 @@ def merge_sentencepiece(base_dir: str, extra_path: str, output_dir: str, scripts
     from transformers import AutoTokenizer
 
     base_model = os.path.join(base_dir, SP_MODEL_FILE)
-    proto = load_sp_proto(base_model, "--base_tokenizer")
-    extra = load_sp_proto(extra_path, "--extra_model")
+    proto = load_sp_proto(base_model, "base_tokenizer")
+    extra = load_sp_proto(extra_path, "extra_model")
     if proto.trainer_spec.model_type != SP_BPE:
-        raise UsageError(f"--base_tokenizer: {base_model} is a SentencePiece {proto.trainer_spec.model_type} "
-                         "(not BPE) model; only SentencePiece BPE bases (Llama-2, Mistral, Gemma) are supported")
+        raise InputError(f"--base_tokenizer: {base_model} is a SentencePiece {proto.trainer_spec.model_type} "
+                         "(not BPE) model; only SentencePiece BPE bases (Llama-2, Mistral, Gemma) are supported",
+                         arg="base_tokenizer", value=base_model)
     base_len = _hf_len(base_dir)
     n_sp = len(proto.pieces)
     # HF tokens beyond the SentencePiece model (e.g. a <pad> added at id 32000) are written into the model as
@@ -184,8 +186,8 @@ def merge_sentencepiece(base_dir: str, extra_path: str, output_dir: str, scripts
         # No split into two present pieces: BPE can never produce it (a unigram add-on has many of these).
         dropped["unreachable"] += len(candidates) - len(kept)
     if not kept:
-        raise UsageError(f"--extra_model: {extra_path} adds no piece to the base (dropped: {dict(dropped)}); train "
-                         "it on target-language text, or check --scripts")
+        raise InputError(f"--extra_model: {extra_path} adds no piece to the base (dropped: {dict(dropped)}); train "
+                         "it on target-language text, or check --scripts", arg="extra_model", value=extra_path)
     scores = new_piece_scores(floor, len(kept))
     first = len(proto.pieces)
     for piece, score in zip(kept, scores):
@@ -202,8 +204,9 @@ def merge_sentencepiece(base_dir: str, extra_path: str, output_dir: str, scripts
     sp_score = {p.piece: p.score for p in proto.pieces}
     for i, p in enumerate(proto.pieces[:first]):
         if p.type in (SP_NORMAL, SP_BYTE) and vocab.get(p.piece) != i:
-            raise UsageError(f"--base_tokenizer: {base_dir}: tokenizer.json gives {p.piece!r} id "
-                             f"{vocab.get(p.piece)}, tokenizer.model id {i}; the two files are not the same tokenizer")
+            raise InputError(f"--base_tokenizer: {base_dir}: tokenizer.json gives {p.piece!r} id "
+                             f"{vocab.get(p.piece)}, tokenizer.model id {i}; the two files are not the same tokenizer",
+                             arg="base_tokenizer", value=base_dir)
     for k, piece in enumerate(kept):
         vocab[piece] = first + k
     new_merges = []
@@ -287,8 +290,8 @@ def _base_hf_spec(base_dir: str) -> dict:
         with open(path, encoding="utf-8") as f:
             spec = json.load(f)
     if spec["model"].get("type") != "BPE":
-        raise UsageError(f"--base_tokenizer: {base_dir}: the HF tokenizer is {spec['model'].get('type')}, not BPE; "
-                         "only BPE SentencePiece bases are supported")
+        raise InputError(f"--base_tokenizer: {base_dir}: the HF tokenizer is {spec['model'].get('type')}, not BPE; "
+                         "only BPE SentencePiece bases are supported", arg="base_tokenizer", value=base_dir)
     _pin_added_tokens(spec)
     return spec
 
@@ -305,8 +308,8 @@ def _pin_added_tokens(spec: dict) -> None:
         vocab.setdefault(t["content"], t["id"])
     ids = sorted(vocab.values())
     if ids != list(range(len(ids))):
-        raise UsageError("--base_tokenizer: the tokenizer's ids have gaps (ids without a token); fill them "
-                         "(e.g. with reserved special tokens) before merging")
+        raise InputError("--base_tokenizer: the tokenizer's ids have gaps (ids without a token); fill them "
+                         "(e.g. with reserved special tokens) before merging", arg="base_tokenizer")
 
 
 def _format_merges(pairs: list[tuple[str, str]], like: list) -> list:
@@ -340,7 +343,7 @@ def merge_byte_level_bpe(base_dir: str, extra_path: str, output_dir: str, script
     base_path = os.path.join(base_dir, HF_JSON_FILE)
     with open(base_path, encoding="utf-8") as f:
         spec = json.load(f)
-    check_byte_level_bpe(spec, base_path, "--base_tokenizer")
+    check_byte_level_bpe(spec, base_path, "base_tokenizer")
     with open(extra_path, encoding="utf-8") as f:
         extra = json.load(f)
     base_len = _hf_len(base_dir)
@@ -375,8 +378,8 @@ def merge_byte_level_bpe(base_dir: str, extra_path: str, output_dir: str, script
                 new_tokens.append(token)
                 next_id += 1
     if not new_tokens:
-        raise UsageError(f"--extra_model: {extra_path} adds no token to the base (dropped: {dict(dropped)}); train "
-                         "it on target-language text, or check --scripts")
+        raise InputError(f"--extra_model: {extra_path} adds no token to the base (dropped: {dict(dropped)}); train "
+                         "it on target-language text, or check --scripts", arg="extra_model", value=extra_path)
     model["merges"] = model["merges"] + _format_merges(new_merges, model["merges"])
     hf = _save_hf(spec, base_dir, output_dir)
     if len(hf) != next_id:
@@ -409,8 +412,8 @@ def merge_sentencepiece_seed(base_dir: str, extra_path: str, output_dir: str) ->
     from sentencepiece import sentencepiece_model_pb2 as sp_pb2
     from transformers import AutoTokenizer
 
-    proto = load_sp_proto(os.path.join(base_dir, SP_MODEL_FILE), "--base_tokenizer")
-    extra = load_sp_proto(extra_path, "--extra_model")
+    proto = load_sp_proto(os.path.join(base_dir, SP_MODEL_FILE), "base_tokenizer")
+    extra = load_sp_proto(extra_path, "extra_model")
     first = len(proto.pieces)
     existing = {p.piece for p in proto.pieces}
     added = []

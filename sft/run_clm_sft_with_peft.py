@@ -56,8 +56,8 @@ def main(argv=None):
     default_tokenizer_to_adapter(model_args, adapt_args)  # --peft_path alone: the adapter's own tokenizer
     tok_dir = model_args.tokenizer_name_or_path
     normalizer = NormalizerConfig.from_dir(tok_dir) if os.path.isdir(tok_dir) else NormalizerConfig()
-    train_records = read_sft_records(data_args.dataset_paths, "--dataset_dir", normalizer)
-    eval_records = (read_sft_records(data_args.validation_file, "--validation_file", normalizer)
+    train_records = read_sft_records(data_args.dataset_paths, "dataset_dir", normalizer)
+    eval_records = (read_sft_records(data_args.validation_file, "validation_file", normalizer)
                     if data_args.validation_file else None)
 
     # 3. model and tokenizer: resize, continue --peft_path or set up a new adapter (shared with pretraining)
