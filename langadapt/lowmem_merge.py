@@ -6,7 +6,7 @@ order (the same result as PEFT's ``merge_and_unload``, which the tests check):
 
 * saved embedding tables (``...embed_tokens.weight``, ``...base_layer.weight``: the resized table PEFT stores with
   an adapter whose vocabulary grew) replace the base table; a table that must grow with no saved copy gets new
-  rows equal to the mean base row, as :func:`langadapt.adapters.grow_embeddings` does;
+  rows equal to the mean base row, as :func:`langadapt.loading.grow_embeddings` does;
 * LoRA: ``W += (B @ A) * lora_alpha / r`` (``/ sqrt(r)`` with rsLoRA), computed in float32;
 * ``modules_to_save`` copies replace the tensor; trainable tokens overwrite their rows.
 

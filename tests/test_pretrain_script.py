@@ -73,7 +73,7 @@ def test_smoke_lora_writes_exactly_the_contract_files(tiny_model_dir, ext_dir, c
     # modules_to_save: the trained tables, whole (peft stores them under the plain module names).
     assert saved["base_model.model.model.embed_tokens.weight"].shape[0] == 1152
     assert saved["base_model.model.lm_head.weight"].shape[0] == 1152
-    # ... and nothing else of them: no second copy of the resized base tables (adapters.py's docstring).
+    # ... and nothing else of them: no second copy of the resized base tables (langadapt/loading.py's docstring).
     assert sorted(k for k in saved if "embed_tokens" in k or "lm_head" in k) == [
         "base_model.model.lm_head.weight", "base_model.model.model.embed_tokens.weight"]
 
