@@ -94,7 +94,7 @@ def ours(gen: HFGenerator, examples, cap: int, batch_size: int, workdir: str, na
     start = time.perf_counter()
     run_testset(gen, examples, path, name, cap, batch_size, progress=False)
     seconds = time.perf_counter() - start
-    return [r["output"] for r in read_predictions(path)], seconds
+    return [r["prediction"] for r in read_predictions(path)], seconds
 
 
 def compare(result: Result, answers: list[str], reference: list[str]) -> Result:

@@ -23,13 +23,15 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from langadapt.errors import InputError
+
 logger = logging.getLogger("langadapt")
 
 EXIT_USAGE = 2
 
 
-class UsageError(Exception):
-    """Bad input from the user: a missing or malformed file, a bad flag value. The message says how to fix it."""
+# The old name of the library's bad-input error; one class, so ``except UsageError`` also catches InputError.
+UsageError = InputError
 
 
 def process_rank() -> int:
@@ -132,8 +134,8 @@ def run_main(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | 
     try:
         main(argv)
         code = 0
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except InputError as e:
+        print(f"error: {e.render()}", file=sys.stderr)
         code = EXIT_USAGE
     except SystemExit as e:
         if _distributed() is None or not isinstance(e.code, int):

@@ -29,6 +29,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from langadapt.evaldata import upgrade_prediction_record
 from langadapt.io import read_json, write_json, write_text
 
 logger = logging.getLogger(__name__)
@@ -204,21 +205,22 @@ def samples(run_dir: str, per_file: int = 1, max_files: int = 4, max_chars: int 
         rel = os.path.relpath(path, first)
         answers: dict[str, dict[int, str]] = {}
         for name, folder in stages:
-            answers[name] = {r["id"]: r.get("output", "") for r in _jsonl(os.path.join(folder, rel))}
+            answers[name] = {r["id"]: r.get("prediction", "") for r in _jsonl(os.path.join(folder, rel))}
         for rec in _jsonl(path)[:per_file]:
             out.append({
                 "file": rel, "id": rec["id"], "instruction": _short(rec.get("instruction", ""), max_chars),
-                "input": _short(rec.get("input", ""), max_chars), "gold": _short(str(rec.get("answer", "")), max_chars),
+                "input": _short(rec.get("input", ""), max_chars), "gold": _short(str(rec.get("gold", "")), max_chars),
                 "outputs": {name: _short(answers[name].get(rec["id"], "(missing)"), max_chars) for name, _ in stages},
             })
     return out
 
 
 def _jsonl(path: str) -> list[dict]:
+    """Prediction records of ``path`` with the current field names ([] when the file is absent)."""
     if not os.path.isfile(path):
         return []
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        return [upgrade_prediction_record(json.loads(line)) for line in f if line.strip()]
 
 
 def _short(text: str, n: int) -> str:
