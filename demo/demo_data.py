@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from langadapt.errors import InputError
 from langadapt.io import atomic_output_dir, iter_json_records, iter_jsonl, read_json, write_json, write_jsonl, write_text
 from langadapt.normalize import normalize
+from langadapt.scripts import ARABIC_BLOCK, ZWNJ
 from corpora import HAFEZ_INSTALL_HINT, english_corpus, hafez_poems, package_data_file
 
 logger = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ HAFEZ_INSTRUCTION = "این غزل حافظ را بخوان و پیام آن ر�
 # The bundled parallel sources (langadapt.parallel.BUNDLED_SOURCES) and the pinned requirement that provides each.
 PARALLEL_DISTRIBUTIONS = {"django": "django==5.2.19", "persian-llm-reference": "persian-llm-reference==0.13.1"}
 _SENTENCE_END = re.compile(r"(?<=[.!؟?])\s+")
-_PERSIAN_WORD = re.compile(r"^[\u0600-\u06ff\u200c]+$")
+_PERSIAN_WORD = re.compile(f"^[{ARABIC_BLOCK}{ZWNJ}]+$")
 
 
 @dataclass

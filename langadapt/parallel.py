@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from langadapt.cli import UsageError
 from langadapt.io import iter_jsonl, iter_lines, resolve_files, write_json, write_jsonl, write_text
 from langadapt.normalize import NormalizerConfig, normalize
+from langadapt.scripts import has_arabic_letter
 
 logger = logging.getLogger(__name__)
 
@@ -399,7 +400,6 @@ FILTERS = (
     ("length_ratio", "--max_length_ratio", "the longer side is more than --max_length_ratio times the shorter"),
     ("duplicate", "(none)", "the same pair (ignoring case and spacing) appeared earlier"),
 )
-_PERSIAN_LETTER = re.compile("[\u0620-\u064a\u066e-\u06d3\u06d5\u06fa-\u06fc\u06ff]")
 
 
 def _clean_side(text: str, cfg: NormalizerConfig | None) -> str:
@@ -411,7 +411,7 @@ def _clean_side(text: str, cfg: NormalizerConfig | None) -> str:
 def _failed_filter(p: Pair, fcfg: FilterConfig, seen: set) -> str | None:
     if not p.en or not p.fa:
         return "empty"
-    if fcfg.require_persian_script and not _PERSIAN_LETTER.search(p.fa):
+    if fcfg.require_persian_script and not has_arabic_letter(p.fa):
         return "no_persian_script"
     if max(len(p.en), len(p.fa)) > fcfg.max_chars:
         return "too_long"
