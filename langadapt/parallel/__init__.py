@@ -1,9 +1,9 @@
 """English-Persian parallel text: reading pairs, cleaning them, and turning them into training data.
 
 The paper's second stage aligns the two languages by continued pretraining on parallel text, and its instruction
-data includes translation in both directions. This module does both from one list of pairs:
+data includes translation in both directions. This package does both from one list of pairs, one module per job:
 
-* **Reading** (:func:`~langadapt.parallel.files.read_pairs`): TSV files with two columns (``--tsv_columns`` gives their order), JSONL files
+* **Reading** (:func:`read_pairs`): TSV files with two columns (``--tsv_columns`` gives their order), JSONL files
   with ``en``/``fa`` fields, and gettext ``.po`` catalogues whose ``msgid`` is English and ``msgstr`` Persian
   (:func:`parse_po`, a small strict parser: ``msgctxt``, multi-line strings, C escapes, plural forms, obsolete
   ``#~`` entries; fuzzy entries and empty translations are skipped and counted). Bundled sources
