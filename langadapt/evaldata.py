@@ -45,12 +45,12 @@ _DIRECTION = re.compile(r"([a-z]{2,3})[_-]([a-z]{2,3})$")
 
 @dataclass(frozen=True)
 class Example:
-    """One test record. ``answer`` is the gold ``output`` as written in the file (None when absent)."""
+    """One test record. ``gold`` is the file's ``output`` (the gold answer) as written (None when absent)."""
 
     id: int
     instruction: str
     input: str
-    answer: Any = None
+    gold: Any = None
 
 
 def task_of(key: str, override: str | None = None) -> str | None:
@@ -103,11 +103,11 @@ def load_testset(path: str) -> list[Example]:
         inp = rec.get("input") or ""
         if not isinstance(inp, str):
             raise InputError(f"{where}: \"input\" must be a string, got {type(inp).__name__}")
-        answer = rec.get("output")
-        if answer is not None and not isinstance(answer, (str, int, float)):
+        gold = rec.get("output")
+        if gold is not None and not isinstance(gold, (str, int, float)):
             raise InputError(f"{where}: \"output\" (the gold answer) must be a string or a number, "
-                             f"got {type(answer).__name__}")
-        examples.append(Example(i, instruction, inp, answer))
+                             f"got {type(gold).__name__}")
+        examples.append(Example(i, instruction, inp, gold))
     if not examples:
         raise InputError(f"{path}: holds no records; remove the file or add records")
     return examples
@@ -120,7 +120,7 @@ def prediction_path(predictions_dir: str, key: str) -> str:
 
 def prediction_record(ex: Example, prediction: str | None, error: str | None = None) -> dict[str, Any]:
     """One prediction line: ``{id, instruction, input, prediction, gold}`` (+ ``error``)."""
-    rec = {"id": ex.id, "instruction": ex.instruction, "input": ex.input, "prediction": prediction, "gold": ex.answer}
+    rec = {"id": ex.id, "instruction": ex.instruction, "input": ex.input, "prediction": prediction, "gold": ex.gold}
     if error is not None:
         rec["error"] = error
     return rec

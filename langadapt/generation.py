@@ -234,11 +234,11 @@ def label_candidates(examples: Sequence[Example], canonical: Callable[[Any], str
     """One spelling per distinct canonical gold label: the most common raw form in the file."""
     forms: dict[str, Counter] = {}
     for ex in examples:
-        if ex.answer is None:
+        if ex.gold is None:
             raise UsageError(f"record {ex.id} has no gold \"output\"; --scoring loglik needs the label set")
-        key = canonical(ex.answer)
+        key = canonical(ex.gold)
         if key is not None:
-            forms.setdefault(key, Counter())[str(ex.answer).strip()] += 1
+            forms.setdefault(key, Counter())[str(ex.gold).strip()] += 1
     return [c.most_common(1)[0][0] for _, c in sorted(forms.items())]
 
 

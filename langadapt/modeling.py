@@ -44,7 +44,7 @@ PEFT_TYPE_OF_MODE = {"lora": "LORA", "new_rows": "TRAINABLE_TOKENS"}
 
 @dataclass
 class ModelInfo:
-    """Contents of ``langadapt_model.json`` (see CONTRACTS.md, "Model/adapter output folder")."""
+    """Contents of ``langadapt_model.json`` (the model/adapter output folder: README, "Continued pretraining")."""
 
     base_model_name_or_path: str
     base_embedding_rows: int
@@ -268,7 +268,7 @@ def small_adapter_saves(model) -> None:
     peft's ``save_embedding_layers="auto"`` adds the whole resized embedding table to an adapter whenever the
     vocabulary grew, which turns a 50 KB new_rows adapter into a full table copy. Our adapters do not need it:
     new_rows trains every row from the first new id up (padding included), and lora saves the input embeddings and
-    (untied) head whole as modules_to_save. Loaders resize the base to ``embedding_rows`` first (CONTRACTS.md).
+    (untied) head whole as modules_to_save. Loaders resize the base to ``embedding_rows`` first.
     When a user's ``--modules_to_save`` leaves a resized table out, peft's default stays in force.
     """
     import functools
