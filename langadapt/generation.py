@@ -141,7 +141,7 @@ class HFGenerator:
             top_k=None, eos_token_id=self.eos_ids, pad_token_id=self.tokenizer.pad_token_id,
             stop_strings=self.stops or None, use_cache=True,
             # transformers 5 (as pinned) skips each row's left padding here; older releases penalized the pads (usually
-            # EOS), so a padded prompt stopped later than the same prompt alone (tests/test_inference_generation.py).
+            # EOS), so a padded prompt stopped later than the same prompt alone (tests/test_generation.py).
             repetition_penalty=o.repetition_penalty,
         )
         out = self.model.generate(**enc, generation_config=config, tokenizer=self.tokenizer)

@@ -221,7 +221,7 @@ def apply_training_mode(model, adapt_args: AdaptationArguments, resize: ResizeRe
     from peft import LoraConfig, TaskType, TrainableTokensConfig, get_peft_model
 
     # peft warns that tied adapters cannot be tied, but TrainableTokens and ensure_weight_tying do tie them
-    # (tests/test_pretrain_modeling.py checks the head follows the trained rows).
+    # (tests/test_modeling.py checks the head follows the trained rows).
     warnings.filterwarnings("ignore", message="Model has `tie_word_embeddings=True`")
     warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
     mode = adapt_args.training_mode
