@@ -74,7 +74,7 @@ def main(argv=None) -> dict:
     stages = []
     for item in args.compare:
         name, directory = item.split("=", 1)
-        stages.append((name, score_folder(directory, args.task, args.bleu_tokenize, arg="compare")))
+        stages.append((name, score_folder(directory, args.task, args.bleu_tokenize, flag=f"--compare {name}")))
     table = comparison(stages)
     with atomic_output_dir(args.output_dir, args.overwrite) as out:
         write_json(os.path.join(out, "comparison.json"), table)

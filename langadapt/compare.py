@@ -26,21 +26,16 @@ GENERATION_METRICS = ("rouge1", "rouge2", "rougeL", "chrf", "bleu")
 
 
 def score_folder(predictions_dir: str, task: str | None = None, bleu_tokenize: str | None = None,
-                 arg: str = "predictions_dir") -> dict[str, dict[str, Any]]:
-    """Scores of every ``.jsonl`` prediction file under ``predictions_dir``, keyed by path without extension.
-
-    ``arg`` is the argument the folder came from (``predictions_dir``, or ``compare`` for one of several), for the
-    error a missing or empty folder raises.
-    """
+                 flag: str = "--predictions_dir") -> dict[str, dict[str, Any]]:
+    """Scores of every ``.jsonl`` prediction file under ``predictions_dir``, keyed by path without extension."""
     if not os.path.isdir(predictions_dir):
-        raise InputError(f"{predictions_dir} is not a folder; pass the --predictions_dir of inference.py", arg=arg,
+        raise InputError(f"{flag}: {predictions_dir} is not a folder; pass the --predictions_dir of inference.py",
                          value=predictions_dir)
     try:
-        files = resolve_files(predictions_dir, f"--{arg}", (PREDICTION_EXTENSION,))
+        files = resolve_files(predictions_dir, flag, (PREDICTION_EXTENSION,))
     except InputError:
-        raise InputError(f"{predictions_dir} holds no {PREDICTION_EXTENSION} prediction files; run "
-                         f"inference/inference.py --predictions_dir {predictions_dir} first", arg=arg,
-                         value=predictions_dir) from None
+        raise InputError(f"{flag}: {predictions_dir} holds no {PREDICTION_EXTENSION} prediction files; run "
+                         f"inference/inference.py --predictions_dir {predictions_dir} first") from None
     scores: dict[str, dict[str, Any]] = {}
     for path in files:
         key = file_key(path, predictions_dir)
