@@ -1,6 +1,6 @@
 """Inference speed: the seed's loop (one example at a time, 512 new tokens) vs ours, same model and test file, one run.
 
-    python bench/inference.py                                        # tiny random Llama (langadapt.tiny), CPU, ~40 s
+    python bench/inference.py                                        # tiny random Llama (tests/tiny.py), CPU, ~40 s
     python bench/inference.py --model .cache/langadapt/SmolLM2-135M-Instruct   # the demo's base model, ~1 min
     python bench/inference.py --model outputs/demo/sft_merged --test_file data/testset/fa/summary.json
 
@@ -28,9 +28,16 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
+
+# Tiny models and tokenizers (tests/tiny.py) and the real text they are trained on (demo/corpora.py) are test and
+# demo code, not part of the shipped package: import them from their folders.
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [os.path.join(_REPO, "tests"), os.path.join(_REPO, "demo")]
+
 
 import torch
 
@@ -46,7 +53,7 @@ logger = logging.getLogger("bench.inference")
 @dataclass
 class BenchArguments:
     model: str | None = field(default=None, metadata={
-        "help": "Model folder; default: a tiny random Llama (2 layers, hidden 32) built from langadapt.tiny."})
+        "help": "Model folder; default: a tiny random Llama (2 layers, hidden 32) built from tests/tiny.py."})
     test_file: str = field(default="data/testset/en/sentiment.json", metadata={"help": "A bundled test file."})
     limit: int | None = field(default=None, metadata={"help": "Use only the first N examples."})
     batch_size: int = field(default=32, metadata={
@@ -70,7 +77,7 @@ class Result:
 
 
 def _tiny_model(workdir: str) -> str:
-    from langadapt import tiny
+    import tiny
 
     tok_dir = tiny.train_bpe_tokenizer(tiny.english_corpus(), os.path.join(workdir, "tok"), vocab_size=1000)
     return tiny.make_tiny_llama(tok_dir, os.path.join(workdir, "model"))
@@ -94,7 +101,7 @@ def ours(gen: HFGenerator, examples, cap: int, batch_size: int, workdir: str, na
     start = time.perf_counter()
     run_testset(gen, examples, path, name, cap, batch_size, progress=False)
     seconds = time.perf_counter() - start
-    return [r["output"] for r in read_predictions(path)], seconds
+    return [r["prediction"] for r in read_predictions(path)], seconds
 
 
 def compare(result: Result, answers: list[str], reference: list[str]) -> Result:
@@ -132,7 +139,7 @@ def main(argv=None) -> dict:
                                    seed_answers))
 
     report = {
-        "model": args.model or "tiny random Llama (langadapt.tiny, 2 layers, hidden 32, vocab 1000)",
+        "model": args.model or "tiny random Llama (tests/tiny.py, 2 layers, hidden 32, vocab 1000)",
         "test_file": args.test_file, "examples": n, "device": device,
         "cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
         "results": [asdict(r) for r in results],

@@ -31,6 +31,12 @@ import sys
 import tempfile
 import time
 
+# Tiny models and tokenizers (tests/tiny.py) and the real text they are trained on (demo/corpora.py) are test and
+# demo code, not part of the shipped package: import them from their folders.
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [os.path.join(_REPO, "tests"), os.path.join(_REPO, "demo")]
+
+
 BLOCK = 512  # tokens; the seed's block size
 BATCH = 4  # sequences per step
 LORA = dict(r=8, lora_alpha=32, lora_dropout=0.05)
@@ -179,7 +185,7 @@ def run_worker(name: str, *args: str) -> dict:
 
 def build_fixtures(work: str) -> None:
     """Base tokenizer (English BPE), merged tokenizer (project scripts), tiny model, 1x and 10x Persian corpora."""
-    from langadapt import tiny
+    import tiny
 
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     fa = list(tiny.persian_corpus())

@@ -6,8 +6,8 @@
     converted from the merged tokenizer.model (Chinese-LLaMA's merge_tokenizers.py, as the Persian paper used it).
 (b) ours: tokenizer/extract_vocab.py + tokenizer/merge.py logic: a BPE add-on with the base's trainer settings,
     target-script pieces only, scores below the lowest base merge, the base's tokenizer.json extended.
-Corpus: langadapt.tiny.persian_corpus() (Hafez, ~12k lines), every 10th line held out; the base is an
-English-centric SentencePiece BPE with Llama-2's settings trained on langadapt.tiny.english_corpus() plus 1% Persian
+Corpus: demo/corpora.py's persian_corpus() (Hafez, ~12k lines), every 10th line held out; the base is an
+English-centric SentencePiece BPE with Llama-2's settings trained on english_corpus() plus 1% Persian
 lines (like Llama-2, the base then owns a few Persian pieces the add-on competes with). Goal (issue 2):
 (b) has fewer Persian tokens per word than (a), >= 80% of new pieces used on held-out text, 0 English lines
 changed, 0 HF/sentencepiece disagreements. Prints a table and writes <output_dir>/bench_tokenizer.json.
@@ -18,10 +18,17 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 import tempfile
 import time
 
-from langadapt import tiny
+# Tiny models and tokenizers (tests/tiny.py) and the real text they are trained on (demo/corpora.py) are test and
+# demo code, not part of the shipped package: import them from their folders.
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [os.path.join(_REPO, "tests"), os.path.join(_REPO, "demo")]
+
+
+import tiny
 from langadapt.cli import setup_logging
 from langadapt.io import write_json
 from langadapt.vocab import allowed_chars, extract_vocab, train_sentencepiece

@@ -3,7 +3,7 @@ and build the demo's Persian/English text and instruction data from the ``hafez`
 
     python data/prepare_demo_data.py --output_dir .cache/langadapt
 
-writes ``<output_dir>/SmolLM2-135M-Instruct`` and ``<output_dir>/demo_data`` (layout: langadapt/demo_data.py).
+writes ``<output_dir>/SmolLM2-135M-Instruct`` and ``<output_dir>/demo_data`` (layout: demo/demo_data.py).
 Both are cached: a second run with the same settings reuses them in about a second; other settings rebuild the
 data folder under a temporary name and swap it in, so a half-finished earlier run is never mixed with a new one.
 """
@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 
-from langadapt.cli import parse_args, run_main
-from langadapt.demo_data import DemoDataConfig, prepare_demo_data
-from langadapt.smollm import prepare_smollm
+# The demo's modules live in demo/, outside the shipped package.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "demo"))
+
+from langadapt.cli import parse_args, run_main  # noqa: E402
+from demo_data import DemoDataConfig, prepare_demo_data  # noqa: E402
+from smollm import prepare_smollm  # noqa: E402
 
 logger = logging.getLogger("langadapt.prepare_demo_data")
 

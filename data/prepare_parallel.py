@@ -12,7 +12,7 @@ Writes into --output_dir (built under a temporary name, renamed into place when 
     report.json, report.md    what was read, skipped, dropped by which filter, and written
     run_args.json             the arguments, git commit, SLURM_JOB_ID
 
-Logic lives in langadapt/parallel.py; see data/README-parallel.md for the bundled sources and their licenses.
+Logic lives in langadapt/parallel/; see data/README-parallel.md for the bundled sources and their licenses.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from langadapt import demo
+import demo
 from langadapt.cli import UsageError, parse_args, run_main
 
 logger = logging.getLogger("langadapt.demo")

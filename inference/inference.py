@@ -5,7 +5,7 @@
     python inference/inference.py --base_model MERGED --interactive          # one instruction per line on stdin
 
 Writes ``<predictions_dir>/<path of the test file under data_dir, no extension>.jsonl`` records {id, instruction,
-input, output, answer} (+ error), flushed after every batch, and ``run_args.json``. A rerun skips finished ids and
+input, prediction, gold} (+ error; ``prediction`` is the model's answer, ``gold`` the test file's ``output``), flushed after every batch, and ``run_args.json``. A rerun skips finished ids and
 retries failed ones; the run exits with status 1 when any example failed. Score with inference/score.py.
 """
 

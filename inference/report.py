@@ -4,7 +4,7 @@ task scores per stage, wall time per stage and sample generations, from one run 
     python inference/report.py --run_dir outputs/demo --output_dir outputs/demo
 
 writes ``report.md`` (also printed), ``report.json`` and PNG charts into ``--output_dir``. What it reads from the
-run directory, and what each goal means: langadapt/report.py.
+run directory, and what each goal means: langadapt/report/__init__.py.
 """
 
 from __future__ import annotations

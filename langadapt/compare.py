@@ -12,7 +12,7 @@ import logging
 import os
 from typing import Any
 
-from langadapt.cli import UsageError
+from langadapt.errors import InputError
 from langadapt.evaldata import CLASSIFICATION_TASKS, PREDICTION_EXTENSION, TASKS, file_key, language_of, \
     read_predictions, task_of
 from langadapt.io import resolve_files
@@ -29,25 +29,27 @@ def score_folder(predictions_dir: str, task: str | None = None, bleu_tokenize: s
                  flag: str = "--predictions_dir") -> dict[str, dict[str, Any]]:
     """Scores of every ``.jsonl`` prediction file under ``predictions_dir``, keyed by path without extension."""
     if not os.path.isdir(predictions_dir):
-        raise UsageError(f"{flag}: {predictions_dir} is not a folder; pass the --predictions_dir of inference.py")
+        raise InputError(f"{flag}: {predictions_dir} is not a folder; pass the --predictions_dir of inference.py",
+                         value=predictions_dir)
     try:
         files = resolve_files(predictions_dir, flag, (PREDICTION_EXTENSION,))
-    except UsageError:
-        raise UsageError(f"{flag}: {predictions_dir} holds no {PREDICTION_EXTENSION} prediction files; run "
+    except InputError:
+        raise InputError(f"{flag}: {predictions_dir} holds no {PREDICTION_EXTENSION} prediction files; run "
                          f"inference/inference.py --predictions_dir {predictions_dir} first") from None
     scores: dict[str, dict[str, Any]] = {}
     for path in files:
         key = file_key(path, predictions_dir)
         file_task = task_of(key, task)
         if file_task is None:
-            raise UsageError(f"{path}: cannot tell the task from the file name; name it after one of "
+            raise InputError(f"{path}: cannot tell the task from the file name; name it after one of "
                              f"{', '.join(TASKS)} (e.g. translation_en_fa.jsonl) or pass --task")
         records = read_predictions(path)
         if not records:
-            raise UsageError(f"{path}: holds no predictions; rerun inference/inference.py")
-        missing = [r["id"] for r in records if r.get("answer") is None]
+            raise InputError(f"{path}: holds no predictions; rerun inference/inference.py")
+        missing = [r["id"] for r in records if r.get("gold") is None]
         if missing:
-            raise UsageError(f"{path}: records {missing[:5]} have no gold \"answer\"; score only labeled test sets")
+            raise InputError(f"{path}: records {missing[:5]} have no gold answer (\"gold\"); score only labeled "
+                             "test sets", value=missing[:5])
         scores[key] = score_records(file_task, records, bleu_tokenize)
         logger.info("%s (%s, n=%d): %s", key, file_task, len(records), _headline_text(scores[key]))
     return scores

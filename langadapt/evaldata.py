@@ -3,12 +3,14 @@
 Test sets are ``.json`` files (one list of records) or ``.jsonl`` files (one record a line). A record is an object
 with ``instruction`` (str, required), ``input`` (str, optional) and ``output`` (the gold answer: str, int or float;
 optional for unlabeled sets). Its ``id`` is its index in the file. Every malformed file or record stops the run with
-a :class:`~langadapt.cli.UsageError` that names the file and the record.
+a :class:`~langadapt.errors.InputError` that names the file and the record.
 
 Prediction files mirror the test files: ``<data_dir>/fa/sentiment.json`` gives ``<predictions_dir>/fa/sentiment.jsonl``
-(the file's path under ``--data_dir``, without extension, is its *key*). Each line is ``{id, instruction, input, output,
-answer}`` (``output`` = the model's response, ``answer`` = gold), plus ``error`` when the example failed. They are
-appended batch by batch so a killed run loses nothing it finished; :func:`open_predictions` repairs a file cut
+(the file's path under ``--data_dir``, without extension, is its *key*). Each line is ``{id, instruction, input,
+prediction, gold}`` (``prediction`` = the model's response, None when the example failed; ``gold`` = the test file's
+``output``), plus ``error`` when the example failed. Files written before these names existed (``output`` = the
+model's response, ``answer`` = gold) are still read: :func:`upgrade_prediction_record` renames their fields. Records
+are appended batch by batch so a killed run loses nothing it finished; :func:`open_predictions` repairs a file cut
 mid-line, drops failed records (to retry them) and refuses a file written for another test set.
 """
 
@@ -20,7 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from langadapt.cli import UsageError
+from langadapt.errors import InputError
 from langadapt.io import iter_json_records, iter_jsonl, iter_lines, resolve_files, write_jsonl, write_text
 
 TESTSET_EXTENSIONS = (".json", ".jsonl")
@@ -43,19 +45,20 @@ _DIRECTION = re.compile(r"([a-z]{2,3})[_-]([a-z]{2,3})$")
 
 @dataclass(frozen=True)
 class Example:
-    """One test record. ``answer`` is the gold ``output`` as written in the file (None when absent)."""
+    """One test record. ``gold`` is the file's ``output`` (the gold answer) as written (None when absent)."""
 
     id: int
     instruction: str
     input: str
-    answer: Any = None
+    gold: Any = None
 
 
 def task_of(key: str, override: str | None = None) -> str | None:
     """The task family of a test/prediction file (from its name), ``override`` when given, else None."""
     if override:
         if override not in TASKS:
-            raise UsageError(f"--task: unknown task {override!r}; choose one of {', '.join(TASKS)}")
+            raise InputError(f"--task: unknown task {override!r}; choose one of {', '.join(TASKS)}", arg="task",
+                             value=override)
         return override
     stem = os.path.basename(key).lower()
     for task, pattern in _TASK_PATTERNS:
@@ -92,21 +95,21 @@ def load_testset(path: str) -> list[Example]:
     examples = []
     for i, (where, rec) in enumerate(iter_json_records(path)):
         if not isinstance(rec, dict):
-            raise UsageError(f"{where}: expected a JSON object with \"instruction\", got {type(rec).__name__}")
+            raise InputError(f"{where}: expected a JSON object with \"instruction\", got {type(rec).__name__}")
         instruction = rec.get("instruction")
         if not isinstance(instruction, str) or not instruction.strip():
             got = "missing" if "instruction" not in rec else f"{type(instruction).__name__} {instruction!r:.40}"
-            raise UsageError(f"{where}: \"instruction\" must be a non-empty string ({got})")
+            raise InputError(f"{where}: \"instruction\" must be a non-empty string ({got})")
         inp = rec.get("input") or ""
         if not isinstance(inp, str):
-            raise UsageError(f"{where}: \"input\" must be a string, got {type(inp).__name__}")
-        answer = rec.get("output")
-        if answer is not None and not isinstance(answer, (str, int, float)):
-            raise UsageError(f"{where}: \"output\" (the gold answer) must be a string or a number, "
-                             f"got {type(answer).__name__}")
-        examples.append(Example(i, instruction, inp, answer))
+            raise InputError(f"{where}: \"input\" must be a string, got {type(inp).__name__}")
+        gold = rec.get("output")
+        if gold is not None and not isinstance(gold, (str, int, float)):
+            raise InputError(f"{where}: \"output\" (the gold answer) must be a string or a number, "
+                             f"got {type(gold).__name__}")
+        examples.append(Example(i, instruction, inp, gold))
     if not examples:
-        raise UsageError(f"{path}: holds no records; remove the file or add records")
+        raise InputError(f"{path}: holds no records; remove the file or add records")
     return examples
 
 
@@ -115,34 +118,55 @@ def prediction_path(predictions_dir: str, key: str) -> str:
     return os.path.join(predictions_dir, *key.split("/")) + PREDICTION_EXTENSION
 
 
-def prediction_record(ex: Example, output: str | None, error: str | None = None) -> dict[str, Any]:
-    """One prediction line: ``{id, instruction, input, output, answer}`` (+ ``error``)."""
-    rec = {"id": ex.id, "instruction": ex.instruction, "input": ex.input, "output": output, "answer": ex.answer}
+def prediction_record(ex: Example, prediction: str | None, error: str | None = None) -> dict[str, Any]:
+    """One prediction line: ``{id, instruction, input, prediction, gold}`` (+ ``error``)."""
+    rec = {"id": ex.id, "instruction": ex.instruction, "input": ex.input, "prediction": prediction, "gold": ex.gold}
     if error is not None:
         rec["error"] = error
     return rec
 
 
+# Field names of prediction files written before ``prediction``/``gold``: the model's response, the gold answer.
+_LEGACY_FIELDS = {"output": "prediction", "answer": "gold"}
+
+
+def upgrade_prediction_record(rec: dict[str, Any]) -> dict[str, Any]:
+    """``rec`` with the current field names: an old record's ``output``/``answer`` become ``prediction``/``gold``.
+
+    A record that already has ``prediction`` is returned unchanged (its ``output``, if any, is not the model's).
+    """
+    if "prediction" in rec or "output" not in rec:
+        return rec
+    return {_LEGACY_FIELDS.get(k, k): v for k, v in rec.items()}
+
+
+def _is_prediction(rec: Any) -> bool:
+    return isinstance(rec, dict) and isinstance(rec.get("id"), int) and ("prediction" in rec or "output" in rec)
+
+
 def read_predictions(path: str) -> list[dict[str, Any]]:
-    """Records of a prediction file, validated (object with int ``id`` and ``output``; no duplicate id)."""
+    """Records of a prediction file with the current field names, validated (object with int ``id`` and
+    ``prediction``, or an old record with ``output``; no duplicate id)."""
     records: list[dict[str, Any]] = []
     seen: set[int] = set()
     for lineno, rec in iter_jsonl(path, "rerun inference/inference.py on this folder to repair the file"):
-        if not isinstance(rec, dict) or not isinstance(rec.get("id"), int) or "output" not in rec:
-            raise UsageError(f"{path}:{lineno}: expected a prediction record with an integer \"id\" and \"output\"")
+        if not _is_prediction(rec):
+            raise InputError(f"{path}:{lineno}: expected a prediction record with an integer \"id\" and "
+                             "\"prediction\"", value=rec)
         if rec["id"] in seen:
-            raise UsageError(f"{path}:{lineno}: id {rec['id']} appears twice")
+            raise InputError(f"{path}:{lineno}: id {rec['id']} appears twice")
         seen.add(rec["id"])
-        records.append(rec)
+        records.append(upgrade_prediction_record(rec))
     return records
 
 
 def open_predictions(path: str, examples: list[Example]) -> tuple[TextIO, set[int]]:
     """Open a prediction file for appending and return it with the ids it already holds (finished ones).
 
-    A line cut by a kill is dropped, records with an ``error`` are dropped so the run retries them, and the file is
-    rewritten (atomically) when either happened. A record whose ``instruction``/``input`` differ from the test
-    record with the same id means the file belongs to another test set: :class:`UsageError`.
+    A line cut by a kill is dropped, records with an ``error`` are dropped so the run retries them, old records get
+    the current field names (so one file never mixes both), and the file is rewritten (atomically) when any of
+    these happened. A record whose ``instruction``/``input`` differ from the test
+    record with the same id means the file belongs to another test set: :class:`InputError`.
     """
     kept: list[str] = []
     done: set[int] = set()
@@ -151,7 +175,7 @@ def open_predictions(path: str, examples: list[Example]) -> tuple[TextIO, set[in
         for lineno, line in iter_lines(path):
             try:
                 rec = json.loads(line)
-                ok = isinstance(rec, dict) and isinstance(rec.get("id"), int) and "output" in rec
+                ok = _is_prediction(rec)
             except json.JSONDecodeError:
                 ok = False
             if not ok or "error" in rec or rec["id"] in done:
@@ -161,8 +185,11 @@ def open_predictions(path: str, examples: list[Example]) -> tuple[TextIO, set[in
             if i >= len(examples) or (rec.get("instruction"), rec.get("input")) != (
                 examples[i].instruction, examples[i].input
             ):
-                raise UsageError(f"{path}:{lineno}: record id {i} does not match the test file's record {i}; this "
+                raise InputError(f"{path}:{lineno}: record id {i} does not match the test file's record {i}; this "
                                  "prediction file was written for another test set; use a new --predictions_dir")
+            upgraded = upgrade_prediction_record(rec)
+            if upgraded is not rec:
+                line, changed = json.dumps(upgraded, ensure_ascii=False), True
             kept.append(line)
             done.add(i)
         if changed:

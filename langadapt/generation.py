@@ -138,7 +138,7 @@ class HFGenerator:
             top_k=None, eos_token_id=self.eos_ids, pad_token_id=self.tokenizer.pad_token_id,
             stop_strings=self.stops or None, use_cache=True,
             # transformers 5 (as pinned) skips each row's left padding here; older releases penalized the pads (usually
-            # EOS), so a padded prompt stopped later than the same prompt alone (tests/test_inference_generation.py).
+            # EOS), so a padded prompt stopped later than the same prompt alone (tests/test_generation.py).
             repetition_penalty=o.repetition_penalty,
         )
         out = self.model.generate(**enc, generation_config=config, tokenizer=self.tokenizer)
@@ -233,12 +233,12 @@ def label_candidates(examples: Sequence[Example], canonical: Callable[[Any], str
     """One spelling per distinct canonical gold label: the most common raw form in the file."""
     forms: dict[str, Counter] = {}
     for ex in examples:
-        if ex.answer is None:
+        if ex.gold is None:
             raise InputError(f"record {ex.id} has no gold \"output\"; --scoring loglik needs the label set",
                              arg="scoring", value="loglik")
-        key = canonical(ex.answer)
+        key = canonical(ex.gold)
         if key is not None:
-            forms.setdefault(key, Counter())[str(ex.answer).strip()] += 1
+            forms.setdefault(key, Counter())[str(ex.gold).strip()] += 1
     return [c.most_common(1)[0][0] for _, c in sorted(forms.items())]
 
 

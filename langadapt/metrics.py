@@ -166,9 +166,13 @@ def generation_scores(golds: Sequence[str], predictions: Sequence[str | None],
 
 
 def score_records(task: str, records: Sequence[dict[str, Any]], bleu_tokenize: str | None = None) -> dict[str, Any]:
-    """Scores of one prediction file: ``{"task", "n", "errors", ...metrics}``. Failed examples count as wrong."""
-    golds = [r["answer"] for r in records]
-    preds = [None if "error" in r else r["output"] for r in records]
+    """Scores of one prediction file: ``{"task", "n", "errors", ...metrics}``. Failed examples count as wrong.
+
+    ``records`` use the current field names ``prediction`` and ``gold`` (see
+    :func:`langadapt.evaldata.read_predictions`, which renames those of old files).
+    """
+    golds = [r["gold"] for r in records]
+    preds = [None if "error" in r else r["prediction"] for r in records]
     result: dict[str, Any] = {"task": task, "n": len(records), "errors": sum("error" in r for r in records)}
     if task in CLASSIFICATION_TASKS:
         result.update(classification_scores(golds, preds))

@@ -89,7 +89,7 @@ def apply_training_mode(model, adapt_args: AdaptationArguments, resize: ResizeRe
     from peft import LoraConfig, TaskType, TrainableTokensConfig, get_peft_model
 
     # peft warns that tied adapters cannot be tied, but TrainableTokens and ensure_weight_tying do tie them
-    # (tests/test_pretrain_modeling.py checks the head follows the trained rows).
+    # (tests/test_modeling.py checks the head follows the trained rows).
     warnings.filterwarnings("ignore", message="Model has `tie_word_embeddings=True`")
     warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
     mode = adapt_args.training_mode
@@ -137,7 +137,7 @@ def small_adapter_saves(model) -> None:
     peft's ``save_embedding_layers="auto"`` adds the whole resized embedding table to an adapter whenever the
     vocabulary grew, which turns a 50 KB new_rows adapter into a full table copy. Our adapters do not need it:
     new_rows trains every row from the first new id up (padding included), and lora saves the input embeddings and
-    (untied) head whole as modules_to_save. Loaders resize the base to ``embedding_rows`` first (CONTRACTS.md).
+    (untied) head whole as modules_to_save. Loaders resize the base to ``embedding_rows`` first.
     When a user's ``--modules_to_save`` leaves a resized table out, peft's default stays in force.
     """
     import functools

@@ -37,16 +37,16 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
+from langadapt.scripts import ARABIC_LETTERS
+
 CONFIG_FILE = "langadapt_normalizer.json"
 
 _LETTERS = str.maketrans({"\u064a": "\u06cc", "\u0649": "\u06cc", "\u0643": "\u06a9"})
 _FORMAT_CHARS = re.compile("[\u200e\u200f\u061c\u202a-\u202e\u2066-\u2069\ufeff]")
 _DIACRITICS = re.compile("[\u064b-\u0652]")
 _PRESENTATION_FORMS = re.compile("[\ufb50-\ufdff\ufe70-\ufefc]+")
-# An Arabic-script letter (Arabic block letters and the Persian/Urdu extensions), used to decide whether a
-# zero-width character sits inside a word.
-_AR_LETTER = "\u0620-\u064a\u066e-\u06d3\u06d5\u06fa-\u06fc\u06ff"
-_FAKE_ZWNJ_INSIDE = re.compile(f"(?<=[{_AR_LETTER}])[\u200b\u200d\u00ad]+(?=[{_AR_LETTER}])")
+# A zero-width character between two Arabic-script letters sits inside a word.
+_FAKE_ZWNJ_INSIDE = re.compile(f"(?<=[{ARABIC_LETTERS}])[\u200b\u200d\u00ad]+(?=[{ARABIC_LETTERS}])")
 _FAKE_ZWNJ = re.compile("[\u200b\u200d\u00ad]")
 _ZWNJ_RUN = re.compile("\u200c{2,}")
 # ZWNJ with no joining letter on one side: at a string edge, or next to anything that is not a letter/mark.

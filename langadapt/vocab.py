@@ -26,7 +26,6 @@ import os
 import random
 import re
 import time
-import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -35,6 +34,7 @@ from typing import Literal
 from langadapt.errors import InputError
 from langadapt.io import iter_corpus, resolve_files
 from langadapt.normalize import NormalizerConfig, normalize
+from langadapt.scripts import SCRIPT_BLOCKS, script_chars
 
 logger = logging.getLogger(__name__)
 
@@ -172,31 +172,6 @@ def detect_extra_kind(path: str, arg: str = "extra_model") -> tuple[Kind, str]:
 # Which new pieces are allowed: target script + word-boundary marker only.
 # --------------------------------------------------------------------------------------------------------------
 
-# Unicode blocks of each script (Python's unicodedata has no script property). Only letters and combining marks
-# of these blocks count (category L* or M*), so Arabic-Indic digits and Arabic punctuation (، ؛ ؟) are not
-# "Arabic" here: with split_digits and punctuation kept out, the add-on cannot change how numbers or punctuation
-# segment.
-SCRIPT_BLOCKS: dict[str, tuple[tuple[int, int], ...]] = {
-    "Arabic": ((0x0600, 0x06FF), (0x0750, 0x077F), (0x0870, 0x08FF), (0xFB50, 0xFDFF), (0xFE70, 0xFEFF)),
-    "Latin": ((0x0041, 0x005A), (0x0061, 0x007A), (0x00C0, 0x024F), (0x1E00, 0x1EFF)),
-    "Cyrillic": ((0x0400, 0x052F),),
-    "Greek": ((0x0370, 0x03FF), (0x1F00, 0x1FFF)),
-    "Hebrew": ((0x0590, 0x05FF),),
-    "Armenian": ((0x0530, 0x058F),),
-    "Georgian": ((0x10A0, 0x10FF),),
-    "Devanagari": ((0x0900, 0x097F),),
-    "Bengali": ((0x0980, 0x09FF),),
-    "Tamil": ((0x0B80, 0x0BFF),),
-    "Thai": ((0x0E00, 0x0E7F),),
-    "Ethiopic": ((0x1200, 0x139F),),
-    "Hangul": ((0x1100, 0x11FF), (0x3130, 0x318F), (0xAC00, 0xD7AF)),
-    "Han": ((0x3400, 0x4DBF), (0x4E00, 0x9FFF)),
-    "Hiragana": ((0x3040, 0x309F),),
-    "Katakana": ((0x30A0, 0x30FF),),
-}
-# Characters that belong inside words of a script without being letters: ZWNJ (U+200C) is part of Persian
-# spelling (می‌روم), so a piece may contain it.
-SCRIPT_EXTRA_CHARS: dict[str, str] = {"Arabic": "\u200c"}
 ANY_SCRIPT = "any"
 
 
@@ -219,15 +194,9 @@ def validate_scripts(scripts: Sequence[str], arg: str = "scripts") -> tuple[str,
     return tuple(out)
 
 
-@lru_cache(maxsize=None)
 def allowed_chars(scripts: tuple[str, ...]) -> frozenset[str]:
-    """Letters and marks of ``scripts`` plus their in-word extras (ZWNJ for Arabic)."""
-    chars = set()
-    for name in scripts:
-        for lo, hi in SCRIPT_BLOCKS[name]:
-            chars.update(c for c in map(chr, range(lo, hi + 1)) if unicodedata.category(c)[0] in "LM")
-        chars.update(SCRIPT_EXTRA_CHARS.get(name, ""))
-    return frozenset(chars)
+    """Letters and marks of ``scripts`` plus their in-word extras (ZWNJ for Arabic): see :mod:`langadapt.scripts`."""
+    return script_chars(scripts)
 
 
 @lru_cache(maxsize=None)

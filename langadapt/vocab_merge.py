@@ -392,7 +392,7 @@ def merge_byte_level_bpe(base_dir: str, extra_path: str, output_dir: str, script
 
 
 def write_metadata(output_dir: str, base_tokenizer: str, result: MergeResult) -> None:
-    """``langadapt_tokenizer.json``, the contract later stages read (see .notes/CONTRACTS.md)."""
+    """``langadapt_tokenizer.json``, the metadata later stages read (fields: README, "Tokenizer stage")."""
     write_json(os.path.join(output_dir, METADATA_FILE), {
         "base_tokenizer": os.path.abspath(base_tokenizer),
         "base_vocab_size": result.base_vocab_size,

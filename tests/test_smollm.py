@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from langadapt import smollm
+import smollm
 from langadapt.cli import UsageError
 
 

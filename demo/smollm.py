@@ -21,7 +21,7 @@ import logging
 import os
 import time
 
-from langadapt.cli import UsageError
+from langadapt.errors import InputError
 from langadapt.io import atomic_output_dir, read_json, write_json
 
 logger = logging.getLogger(__name__)
@@ -40,17 +40,17 @@ _PROBE_TEXTS = (
 def gguf_path(package: str = PACKAGE) -> str:
     """Path of the GGUF file inside the installed model package, found without importing the package.
 
-    Raises :class:`UsageError` naming the package and the install command when it is missing.
+    Raises :class:`InputError` naming the package and the install command when it is missing.
     """
     import importlib.util
 
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise UsageError(f"the base model package {package!r} is not installed; {INSTALL_HINT}")
+        raise InputError(f"the base model package {package!r} is not installed; {INSTALL_HINT}")
     folder = list(spec.submodule_search_locations)[0]
     files = sorted(glob.glob(os.path.join(folder, "*.gguf")))
     if len(files) != 1:
-        raise UsageError(
+        raise InputError(
             f"expected one .gguf file in the installed {package!r} package ({folder}), found {len(files)}; "
             f"reinstall it: {INSTALL_HINT}"
         )
@@ -157,7 +157,7 @@ def is_converted(out_dir: str, path: str) -> bool:
 def prepare_smollm(out_dir: str, package: str = PACKAGE) -> str:
     """The converted SmolLM2 folder at ``out_dir``: reused when already converted from the installed GGUF,
     otherwise (re)built. A folder left by another version of the package is replaced, never mixed."""
-    from langadapt.demo_data import remove_stale_temp_dirs
+    from demo_data import remove_stale_temp_dirs
 
     path = gguf_path(package)
     if is_converted(out_dir, path):

@@ -233,7 +233,7 @@ def test_sp_whitespace_pieces_at_minus_1e9_do_not_set_the_floor(tmp_path, bases,
 def test_sp_base_that_already_has_persian_pieces(tmp_path, texts, english_lines):
     """Like Llama-2, a base with a few Persian pieces: new pieces can be halves of base pieces (cross merges),
     and HF must still agree with sentencepiece."""
-    from langadapt import tiny
+    import tiny
 
     fa_train = open(texts["fa_train"], encoding="utf-8").read().split("\n")
     base = tiny.train_sp_tokenizer(list(english_lines) + fa_train[:600], str(tmp_path / "base"), vocab_size=1500)
@@ -404,7 +404,7 @@ def test_bad_inputs(tmp_path, capsys, bases, extras, texts, english_lines):
         "--eval_file", str(tmp_path / "nope.txt"), fragments=("--eval_file", "nope.txt"))
     run("--base_tokenizer", sp_base, "--extra_model", extras["sentencepiece"], "--output_dir", out,
         "--max_new_pieces", "0", fragments=("--max_new_pieces",))
-    from langadapt import tiny
+    import tiny
 
     unigram = tiny.train_sp_tokenizer(english_lines[:800], str(tmp_path / "unigram_base"), vocab_size=500,
                                       model_type="unigram")

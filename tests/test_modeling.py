@@ -25,7 +25,7 @@ def ext_sp_dir(tmp_path_factory, sp_base_dir, persian_lines):
 
 @pytest.fixture(scope="module")
 def tiny_sp_model_dir(tmp_path_factory, sp_base_dir):
-    from langadapt import tiny
+    import tiny
 
     return tiny.make_tiny_llama(sp_base_dir, str(tmp_path_factory.mktemp("tiny_sp")))
 

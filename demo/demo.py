@@ -22,7 +22,7 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 
-from langadapt.cli import UsageError
+from langadapt.errors import InputError
 from langadapt.io import read_json, write_json
 
 logger = logging.getLogger(__name__)
@@ -38,12 +38,12 @@ _SHELL_VARS = {"BASH", "BASHOPTS", "BASHPID", "BASH_ALIASES", "BASH_ARGC", "BASH
 
 
 def parse_overrides(items: Sequence[str], where: str) -> list[tuple[str, str]]:
-    """``["A=1", "B=x y"]`` -> ``[("A", "1"), ("B", "x y")]``; anything else raises UsageError naming ``where``."""
+    """``["A=1", "B=x y"]`` -> ``[("A", "1"), ("B", "x y")]``; anything else raises InputError naming ``where``."""
     out = []
     for kv in items:
         name, sep, value = kv.partition("=")
         if not sep or not name.replace("_", "a").isalnum() or name[0].isdigit():
-            raise UsageError(f"{where}: {kv!r} is not VAR=value")
+            raise InputError(f"{where}: {kv!r} is not VAR=value")
         out.append((name, value))
     return out
 
@@ -52,13 +52,13 @@ def read_recipe(path: str, overrides: Sequence[tuple[str, str]] = ()) -> dict[st
     """The variables a recipe defines, sourced in bash with ``overrides`` in its environment (a recipe written as
     ``VAR=${VAR:-default}`` takes them, and the values derived from them follow), as the pipeline will see them."""
     if not os.path.isfile(path):
-        raise UsageError(f"--recipe: {path} does not exist; the bundled one is configs/recipes/demo.env")
+        raise InputError(f"--recipe: {path} does not exist; the bundled one is configs/recipes/demo.env")
     script = ('before=$(compgen -v); source "$1" >/dev/null || exit 3; '
               'for v in $(compgen -v); do printf "%s\\0%s\\0" "$v" "${!v}"; done; printf "\\1%s" "$before"')
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/"), **dict(overrides)}
     proc = subprocess.run(["bash", "-c", script, "recipe", path], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
-        raise UsageError(f"--recipe: bash could not source {path}: {proc.stderr.strip() or proc.returncode}")
+        raise InputError(f"--recipe: bash could not source {path}: {proc.stderr.strip() or proc.returncode}")
     values, _, before = proc.stdout.partition("\1")
     parts = values.split("\0")
     preexisting = set(before.split()) - {k for k, _ in overrides}
@@ -83,7 +83,7 @@ def resolve_settings(recipe: str, quick: bool, overrides: Sequence[str]) -> dict
         settings = read_recipe(recipe, list(dict(applied).items()))
     for required in ("RUN_DIR", "BASE_MODEL", "DEMO_DATA"):
         if not settings.get(required):
-            raise UsageError(f"{recipe}: set {required} (the demo needs RUN_DIR, BASE_MODEL and DEMO_DATA)")
+            raise InputError(f"{recipe}: set {required} (the demo needs RUN_DIR, BASE_MODEL and DEMO_DATA)")
     settings["_OVERRIDES"] = " ".join(shlex.quote(f"{k}={v}") for k, v in dict(applied).items())
     return settings
 
@@ -115,13 +115,13 @@ def check_run_dir(run_dir: str, settings: dict[str, str], fresh: bool) -> None:
         old = read_json(path)
         if old != wanted:
             changed = sorted(k for k in set(old) | set(wanted) if old.get(k) != wanted.get(k))
-            raise UsageError(
+            raise InputError(
                 f"{run_dir} was made with other settings ({', '.join(changed[:6])}{' ...' if len(changed) > 6 else ''}"
                 f" differ); rerun with --fresh to redo it, or --set RUN_DIR=another/folder to keep it"
             )
         logger.info("resuming %s (same settings): finished steps are skipped", run_dir)
     elif os.path.isdir(run_dir) and os.listdir(run_dir):
-        raise UsageError(f"{run_dir} exists but was not made by the demo runner ({SETTINGS_FILE} missing); "
+        raise InputError(f"{run_dir} exists but was not made by the demo runner ({SETTINGS_FILE} missing); "
                          "choose another RUN_DIR with --set RUN_DIR=... or pass --fresh to replace it")
     os.makedirs(run_dir, exist_ok=True)
     write_json(path, wanted)
