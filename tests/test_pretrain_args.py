@@ -148,7 +148,7 @@ def test_help_shows_the_real_default_never_none(capsys):
     with pytest.raises(SystemExit):
         parse_args(GROUPS, ["--help"])
     out = " ".join(capsys.readouterr().out.split())
-    options = out[out.index("--training_mode {full,lora,embeddings,new_rows} full,"):]
+    options = out[out.index("--training-mode {full,lora,embeddings,new_rows} full,"):]
     mode_help = options[:options.index("--use_lora")]
     assert "Default: lora" in mode_help and "None" not in mode_help
     assert "LoRA rank r. (default: 64)" in out and "(default: cosine)" in out
