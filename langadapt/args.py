@@ -274,6 +274,24 @@ class PretrainDataArguments:
 
 
 @dataclass
+class SeedSFTDataArguments:
+    """Flags the seed's ``run_sft.sh`` passes that our SFT does not need, accepted so its command line runs unchanged.
+
+    They meant nothing for the seed's SFT either beyond speed: its instruction data came from ``--dataset_dir`` and
+    ``--validation_file`` (``--validation_split_percentage`` was read only by pretraining), and SFT sets are small
+    enough to tokenize in one process on every run (no ``--data_cache_dir`` cache, no worker pool).
+    """
+
+    data_cache_dir: str | None = field(default=None, metadata={"help": "Seed flag, accepted and unused by SFT."})
+    validation_split_percentage: float | None = field(
+        default=None, metadata={"help": "Seed flag, accepted and unused by SFT (use --validation_file)."}
+    )
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "Seed flag, accepted and unused by SFT (tokenized in one process)."}
+    )
+
+
+@dataclass
 class SampleArguments:
     """Sample generations written at every evaluation (see :class:`langadapt.training.SampleGenerationCallback`)."""
 
@@ -318,8 +336,9 @@ class LangAdaptTrainingArguments(_training_arguments_base()):
     * ``ddp_find_unused_parameters`` False: LoRA leaves most parameters without gradients, and DDP's search for
       unused ones costs a pass per step.
     * ``report_to`` tensorboard (HF 5 defaults to none): every run leaves curves in ``output_dir/runs``.
-    * ``--overwrite_output_dir`` (gone from transformers 5, alias ``--overwrite``) and the seed's
-      ``--evaluation_strategy`` (HF's old name of ``--eval_strategy``) are accepted.
+    * ``--overwrite_output_dir`` (gone from transformers 5, alias ``--overwrite``), the seed's
+      ``--evaluation_strategy`` (HF's old name of ``--eval_strategy``) and ``--warmup_ratio`` (a ``--warmup_steps``
+      below 1) are accepted.
     * ``--deepspeed`` is checked before anything starts: the file must exist and be JSON, and a launcher
       (torchrun/deepspeed/srun) must have set ``WORLD_SIZE``; plain ``python`` would die inside DeepSpeed looking
       for mpi4py.
@@ -349,7 +368,9 @@ class LangAdaptTrainingArguments(_training_arguments_base()):
     )
     warmup_steps: float = field(
         default=0.03,
-        metadata={"help": "Linear warmup: optimizer steps (an integer), or a fraction of the total steps (< 1)."},
+        metadata={"help": "Linear warmup: optimizer steps (an integer), or a fraction of the total steps (< 1). The "
+                  "seed's --warmup_ratio (gone from transformers 5) is the same flag.",
+                  "aliases": ["--warmup_ratio"]},
     )
     logging_steps: float = field(default=10, metadata={"help": "Log the loss every this many optimizer steps."})
     save_steps: float = field(default=200, metadata={"help": "Checkpoint every this many optimizer steps."})

@@ -24,7 +24,9 @@ import os
 
 from transformers import Trainer, set_seed
 
-from langadapt.args import AdaptationArguments, ModelArguments, SampleArguments, SFTTrainingArguments
+from langadapt.args import (
+    AdaptationArguments, ModelArguments, SampleArguments, SeedSFTDataArguments, SFTTrainingArguments,
+)
 from langadapt.cli import parse_args, run_main, setup_logging
 from langadapt.modeling import default_tokenizer_to_adapter, prepare_model, save_model
 from langadapt.normalize import NormalizerConfig
@@ -42,8 +44,9 @@ logger = logging.getLogger("sft")
 
 def main(argv=None):
     # 1. arguments, logging, seed
-    model_args, adapt_args, data_args, sample_args, training_args = parse_args(
-        (ModelArguments, AdaptationArguments, SFTDataArguments, SampleArguments, SFTTrainingArguments),
+    model_args, adapt_args, data_args, sample_args, _seed_flags, training_args = parse_args(
+        (ModelArguments, AdaptationArguments, SFTDataArguments, SampleArguments, SeedSFTDataArguments,
+         SFTTrainingArguments),
         argv, description=__doc__,
     )
     setup_logging()
