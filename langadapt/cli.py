@@ -70,9 +70,13 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 class CommaListAction(argparse.Action):
     """A list flag, stored as one comma-separated string (the seed's ``--trainable q_proj,v_proj`` convention).
 
-    Comma-separated is the canonical form; space-separated values (``--trainable q_proj v_proj``) and a repeated flag
-    (``--trainable q_proj --trainable v_proj``) are accepted and give the same string. Use with ``nargs="+"``.
+    The one list convention of every script: comma-separated is the canonical form; space-separated values
+    (``--trainable q_proj v_proj``) and a repeated flag (``--trainable q_proj --trainable v_proj``) are accepted and
+    give the same value. Use with ``nargs="+"`` (the ``COMMA_LIST`` metadata); :class:`CommaSplitAction` is the same
+    for a ``list[str]`` field.
     """
+
+    as_list = False
 
     def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001 (argparse's signature)
         parts = [p.strip() for v in (values if isinstance(values, list) else [values]) for p in str(v).split(",")]
@@ -81,13 +85,23 @@ class CommaListAction(argparse.Action):
         seen = self.__dict__.setdefault("_seen_in", set())
         previous = getattr(namespace, self.dest, None) if id(namespace) in seen else None
         if previous:
-            parts = previous.split(",") + parts
+            parts = (list(previous) if self.as_list else previous.split(",")) + parts
         seen.add(id(namespace))
-        setattr(namespace, self.dest, ",".join(p for p in parts if p) or None)
+        parts = [p for p in parts if p]
+        setattr(namespace, self.dest, parts if self.as_list else ",".join(parts) or None)
+
+
+class CommaSplitAction(CommaListAction):
+    """:class:`CommaListAction` for a ``list[str]`` field: ``--train_file a.txt,b.txt`` = ``--train_file a.txt
+    b.txt`` = ``--train_file a.txt --train_file b.txt`` -> ``["a.txt", "b.txt"]``."""
+
+    as_list = True
 
 
 # Metadata for a dataclass field holding a list of names: ``field(default=None, metadata={**COMMA_LIST, "help": ...})``.
 COMMA_LIST: dict[str, Any] = {"action": CommaListAction, "nargs": "+"}
+# The same for a ``list[str]`` field.
+COMMA_SPLIT_LIST: dict[str, Any] = {"action": CommaSplitAction, "nargs": "+"}
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 # Sections of run_args.json that record the run rather than set it: skipped when the file is fed back as a config.
 PROVENANCE_KEYS = ("run", "resolved")
@@ -130,8 +144,11 @@ def _config_defaults(parser: argparse.ArgumentParser, config: dict[str, Any], pa
         action = dests.get(key)
         if action is None:
             raise UsageError(f"config file {path}: unknown setting {key!r} (see --help for the flags)")
-        if isinstance(action, CommaListAction) and isinstance(value, list):
-            value = ",".join(str(v) for v in value)
+        if isinstance(action, CommaListAction):
+            items = value if isinstance(value, list) else str(value).split(",") if value is not None else None
+            if items is not None:
+                items = [str(v).strip() for v in items if str(v).strip()]
+                value = items if action.as_list else ",".join(items) or None
         action.required = False  # given by the config; a command-line flag still overrides it
         defaults[action.dest] = value
 
