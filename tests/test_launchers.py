@@ -453,3 +453,16 @@ def test_recipe_format_documented_at_top_of_pipeline():
                 "SBATCH_ARGS", "configs/recipes/example.env"):
         assert key in head, key
     json.dumps(head)  # plain text
+
+
+@pytest.mark.parametrize("config,script", [("pretrain_llama2_7b.yaml", "pretrain/run_clm_pt_with_peft.py"),
+                                           ("sft_llama2_7b.yaml", "sft/run_clm_sft_with_peft.py")])
+def test_shipped_run_configs_parse_and_take_overrides(config, script, monkeypatch, tmp_path):
+    """configs/runs/*.yaml parse with the script's own parser; a flag after the file overrides it."""
+    path = os.path.join(REPO_ROOT, "configs", "runs", config)
+    monkeypatch.chdir(tmp_path)  # the config's relative input paths, made here (SFT checks them while parsing)
+    os.makedirs("data/sft")
+    open("data/sft_dev.json", "w").write("[]")
+    parsed = _parse_with_script(os.path.join(REPO_ROOT, script), [path, "--max_steps", "3"], monkeypatch)
+    assert parsed[-1].max_steps == 3 and parsed[0].model_name_or_path == "models/llama-2-7b"
+    assert parsed[1].training_mode == "lora"
