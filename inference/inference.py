@@ -16,7 +16,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 
-from langadapt.cli import UsageError, parse_args, run_main
+from langadapt.cli import COMMA_LIST, UsageError, parse_args, run_main
 from langadapt.evaldata import CLASSIFICATION_TASKS, file_key, list_testsets, load_testset, prediction_path, task_of
 from langadapt.generation import (DecodingOptions, HFGenerator, LoglikRanker, VLLMGenerator, check_vllm,
                                   default_max_new_tokens, label_candidates, load_model, repl,
@@ -31,11 +31,14 @@ logger = logging.getLogger("inference")
 class InferenceArguments:
     """Model, data and decoding. The seed's flags (--base_model ... --cache_dir) keep their meaning."""
 
-    base_model: str = field(metadata={"help": "Base model folder (or a merged model)."})
+    base_model: str = field(metadata={"help": "Base model folder (or a merged model).",
+                                      "aliases": ["--model_name_or_path"]})
     lora_model: str | None = field(default=None, metadata={
-        "help": "Adapter folder, or a comma-separated list applied in order (e.g. pretrain,sft)."})
+        "help": "Adapter folder, or a comma-separated list applied in order (e.g. pretrain,sft).",
+        "aliases": ["--peft_path", "--adapters"], **COMMA_LIST})
     tokenizer_path: str | None = field(default=None, metadata={
-        "help": "Tokenizer folder; default: the last adapter's folder, else --base_model."})
+        "help": "Tokenizer folder; default: the last adapter's folder, else --base_model.",
+        "aliases": ["--tokenizer_name_or_path"]})
     data_dir: str | None = field(default=None, metadata={"help": "Folder of .json/.jsonl test sets (recursive)."})
     predictions_dir: str | None = field(default=None, metadata={"help": "Where prediction .jsonl files go."})
     with_prompt: bool = field(default=True, metadata={

@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass, field
 
 from langadapt.args import EMBEDDING_INITS, TORCH_DTYPES
-from langadapt.cli import UsageError, parse_args, run_main
+from langadapt.cli import COMMA_LIST, UsageError, parse_args, run_main
 from langadapt.io import atomic_output_dir, iter_corpus, resolve_files, write_json
 from langadapt.normalize import NormalizerConfig
 from langadapt.perplexity import corpus_perplexity
@@ -30,18 +30,21 @@ logger = logging.getLogger("langadapt.perplexity")
 class PerplexityArguments:
     """Model, held-out text and output of a perplexity measurement."""
 
-    model_name_or_path: str | None = field(default=None, metadata={"help": "Base model folder. Required."})
+    model_name_or_path: str | None = field(default=None, metadata={"help": "Base model folder. Required.",
+                                                                   "aliases": ["--base_model"]})
     eval_files: str | None = field(
         default=None,
         metadata={"help": "Comma-separated held-out .txt (a line = a document) / .jsonl ({'text'}) files or folders; "
-                          "results are keyed by file stem. Required."},
+                          "results are keyed by file stem. Required.", **COMMA_LIST},
     )
     output_dir: str | None = field(default=None, metadata={"help": "Folder for perplexity.json. Required."})
     adapters: str | None = field(
-        default=None, metadata={"help": "Comma-separated PEFT adapter folders applied (and merged) in order."}
+        default=None, metadata={"help": "Comma-separated PEFT adapter folders applied (and merged) in order.",
+                                "aliases": ["--peft_path", "--lora_model"], **COMMA_LIST}
     )
     tokenizer_name_or_path: str | None = field(
-        default=None, metadata={"help": "Tokenizer folder. Default: the last adapter's, else the base model's."}
+        default=None, metadata={"help": "Tokenizer folder. Default: the last adapter's, else the base model's.",
+                                "aliases": ["--tokenizer_path"]}
     )
     embedding_init: str = field(
         default="subtoken_mean",
@@ -63,7 +66,8 @@ class PerplexityArguments:
         default=None, metadata={"help": "Load dtype (default float32).", "choices": list(TORCH_DTYPES)}
     )
     name: str | None = field(default=None, metadata={"help": "Label stored in perplexity.json (e.g. 'pretrain')."})
-    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace an existing --output_dir."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace an existing --output_dir.",
+                                                                "aliases": ["--overwrite"]})
 
     def __post_init__(self) -> None:
         for flag in ("model_name_or_path", "eval_files", "output_dir"):

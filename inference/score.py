@@ -33,7 +33,8 @@ class ScoreArguments:
         "help": "Several NAME=DIR prediction folders, in row order (e.g. base=... pt=... sft=...).",
         "nargs": "+"})
     output_dir: str | None = field(default=None, metadata={"help": "Where --compare writes comparison.*."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace an existing --output_dir."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing --output_dir.",
+                                                     "aliases": ["--overwrite_output_dir"]})
     task: str | None = field(default=None, metadata={
         "help": f"Task of every file ({', '.join(TASKS)}) when the file names do not say."})
     bleu_tokenize: str | None = field(default=None, metadata={

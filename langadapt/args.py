@@ -14,11 +14,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from langadapt.cli import COMMA_LIST
+
 logger = logging.getLogger(__name__)
 
 TRAINING_MODES = ("full", "lora", "embeddings", "new_rows")
 EMBEDDING_INITS = ("subtoken_mean", "mean", "hf_default", "random")
 TORCH_DTYPES = ("auto", "float32", "float16", "bfloat16")
+# LoRA: a 7B model's continued pretraining (and the seed's SFT, which always trained LoRA) on one 80 GB GPU; the seed
+# paper's `run_pt.sh --use_lora` and `run_sft.sh` (which has no --use_lora: its SFT script only trained LoRA).
+DEFAULT_TRAINING_MODE = "lora"
 
 
 def split_names(value: str | None) -> list[str] | None:
@@ -35,11 +40,13 @@ class ModelArguments:
 
     model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "Base model: a local HF folder (or hub id when online). Required."},
+        metadata={"help": "Base model: a local HF folder (or hub id when online). Required.",
+                  "aliases": ["--base_model"]},
     )
     tokenizer_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "Tokenizer folder, e.g. the output of tokenizer/merge.py. Default: --model_name_or_path."},
+        metadata={"help": "Tokenizer folder, e.g. the output of tokenizer/merge.py. Default: --model_name_or_path.",
+                  "aliases": ["--tokenizer_path"]},
     )
     torch_dtype: str | None = field(
         default=None,
@@ -89,8 +96,8 @@ class AdaptationArguments:
     training_mode: str | None = field(
         default=None,
         metadata={
-            "help": "full, lora, embeddings or new_rows (see the module docs). Default: lora with --use_lora, "
-            "embeddings with --freeze_transformer, otherwise full.",
+            "help": "full, lora, embeddings or new_rows (see the class docs). Default: lora (embeddings with the "
+            "seed's --freeze_transformer): a 7B model's continued pretraining and SFT fit one GPU with it.",
             "choices": list(TRAINING_MODES),
         },
     )
@@ -122,12 +129,15 @@ class AdaptationArguments:
             "folder's langadapt_tokenizer.json, else --model_name_or_path."
         },
     )
-    lora_rank: int = field(default=8, metadata={"help": "LoRA rank r."})
-    lora_alpha: float = field(default=32.0, metadata={"help": "LoRA scaling numerator (scale = alpha / rank)."})
+    # r=64, alpha=128 (scale 2): the seed paper's (Chinese-LLaMA-style) pretraining adapter for a 7B model, large
+    # enough for a new language's statistics; ~0.5% of a 7B model's weights besides the embeddings and head.
+    lora_rank: int = field(default=64, metadata={"help": "LoRA rank r."})
+    lora_alpha: float = field(default=128.0, metadata={"help": "LoRA scaling numerator (scale = alpha / rank)."})
     lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input, probability 0-1."})
     trainable: str | None = field(
         default=None,
         metadata={
+            **COMMA_LIST,
             "help": "Seed flag: comma-separated LoRA target modules, e.g. q_proj,v_proj,k_proj,o_proj,gate_proj,"
             "down_proj,up_proj. Default: every linear projection of the transformer blocks (not the output head)."
         },
@@ -135,6 +145,7 @@ class AdaptationArguments:
     modules_to_save: str | None = field(
         default=None,
         metadata={
+            **COMMA_LIST,
             "help": "Seed flag: comma-separated modules trained in full next to LoRA, e.g. embed_tokens,lm_head. "
             "Default: the input embeddings and output head when the vocabulary grew, otherwise none."
         },
@@ -144,7 +155,8 @@ class AdaptationArguments:
         metadata={
             "help": "Continue from this PEFT adapter folder. The same adapter type as --training_mode is trained "
             "further; another type (or --training_mode full/embeddings) merges it into the base first and records "
-            "it in langadapt_model.json's parent_adapters."
+            "it in langadapt_model.json's parent_adapters.",
+            "aliases": ["--lora_model"],
         },
     )
 
@@ -160,7 +172,7 @@ class AdaptationArguments:
                 f"({', '.join(TRAINING_MODES)})"
             )
         if self.training_mode is None:
-            self.training_mode = implied[0][1] if implied else "full"
+            self.training_mode = implied[0][1] if implied else DEFAULT_TRAINING_MODE
         elif self.training_mode not in TRAINING_MODES:
             raise ValueError(
                 f"--training_mode must be one of {', '.join(TRAINING_MODES)}, got {self.training_mode!r}"
@@ -208,6 +220,7 @@ class PretrainDataArguments:
     dataset_dir: str | None = field(
         default=None,
         metadata={
+            **COMMA_LIST,
             "help": "Folder(s) of .txt (one document a line) and .jsonl ({'text': ...}) files. Several folders mix "
             "with sampling weights: 'fa_dir:0.8,en_dir:0.2' (weights are normalized; default weight 1). Required."
         },
@@ -261,6 +274,24 @@ class PretrainDataArguments:
 
 
 @dataclass
+class SeedSFTDataArguments:
+    """Flags the seed's ``run_sft.sh`` passes that our SFT does not need, accepted so its command line runs unchanged.
+
+    They meant nothing for the seed's SFT either beyond speed: its instruction data came from ``--dataset_dir`` and
+    ``--validation_file`` (``--validation_split_percentage`` was read only by pretraining), and SFT sets are small
+    enough to tokenize in one process on every run (no ``--data_cache_dir`` cache, no worker pool).
+    """
+
+    data_cache_dir: str | None = field(default=None, metadata={"help": "Seed flag, accepted and unused by SFT."})
+    validation_split_percentage: float | None = field(
+        default=None, metadata={"help": "Seed flag, accepted and unused by SFT (use --validation_file)."}
+    )
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "Seed flag, accepted and unused by SFT (tokenized in one process)."}
+    )
+
+
+@dataclass
 class SampleArguments:
     """Sample generations written at every evaluation (see :class:`langadapt.training.SampleGenerationCallback`)."""
 
@@ -288,12 +319,26 @@ def _training_arguments_base():
 
 @dataclass
 class LangAdaptTrainingArguments(_training_arguments_base()):
-    """``transformers.TrainingArguments`` plus ``--overwrite_output_dir`` (gone from transformers 5) and checks.
+    """``transformers.TrainingArguments`` with the defaults of a 7B LoRA run, the seed's flag names, and checks.
 
-    Differences from the HF defaults, each for a reason:
+    Every default a launcher used to set lives here, so ``bash slurm/pretrain.sbatch`` and ``python
+    pretrain/run_clm_pt_with_peft.py`` with the same inputs give the same run (the launchers pass only what the user
+    set). Differences from the HF defaults, each for a reason:
 
-    * ``report_to`` defaults to ``tensorboard`` (HF 5 defaults to none): every run leaves curves in
-      ``output_dir/runs``. Pass ``--report_to none`` to switch it off.
+    * ``lr_scheduler_type`` cosine with ``warmup_steps`` 0.03 (3% of the steps): the seed paper's schedule.
+    * ``per_device_train_batch_size`` 4 (x ``gradient_accumulation_steps`` of the stage): 4 x 1024-token blocks of a
+      7B model with activation checkpointing fit an 80 GB GPU.
+    * ``activation_checkpointing`` on (``--activation_checkpointing False`` or the seed's ``--gradient_checkpointing
+      False`` turn it off): ~30% slower, and what fits 7B at block 1024-2048.
+    * ``bf16`` on when the GPU supports it and ``--fp16`` was not given (off on CPU): mixed precision on A100/H100.
+    * ``logging_steps`` 10, ``save_steps`` 200, ``save_total_limit`` 3: a curve worth reading, at most 200 steps
+      lost to a crash (a preemption loses one), three checkpoints on disk.
+    * ``ddp_find_unused_parameters`` False: LoRA leaves most parameters without gradients, and DDP's search for
+      unused ones costs a pass per step.
+    * ``report_to`` tensorboard (HF 5 defaults to none): every run leaves curves in ``output_dir/runs``.
+    * ``--overwrite_output_dir`` (gone from transformers 5, alias ``--overwrite``), the seed's
+      ``--evaluation_strategy`` (HF's old name of ``--eval_strategy``) and ``--warmup_ratio`` (a ``--warmup_steps``
+      below 1) are accepted.
     * ``--deepspeed`` is checked before anything starts: the file must exist and be JSON, and a launcher
       (torchrun/deepspeed/srun) must have set ``WORLD_SIZE``; plain ``python`` would die inside DeepSpeed looking
       for mpi4py.
@@ -307,9 +352,52 @@ class LangAdaptTrainingArguments(_training_arguments_base()):
         default=False,
         metadata={
             "help": "Train from scratch into a non-empty --output_dir. Without it, a folder with checkpoints resumes "
-            "from the last complete one, and a non-empty folder without checkpoints is refused."
+            "from the last complete one, and a non-empty folder without checkpoints is refused.",
+            "aliases": ["--overwrite"],
         },
     )
+    eval_strategy: str = field(
+        default="no",
+        metadata={"help": "When to evaluate: no, steps (every --eval_steps) or epoch.",
+                  "choices": ["no", "steps", "epoch"], "aliases": ["--evaluation_strategy"]},
+    )
+    per_device_train_batch_size: int = field(default=4, metadata={"help": "Sequences per device per micro-step."})
+    learning_rate: float = field(default=2e-4, metadata={"help": "Peak learning rate (after warmup)."})
+    lr_scheduler_type: str = field(
+        default="cosine", metadata={"help": "Learning-rate schedule after warmup: cosine, linear, constant, ..."}
+    )
+    warmup_steps: float = field(
+        default=0.03,
+        metadata={"help": "Linear warmup: optimizer steps (an integer), or a fraction of the total steps (< 1). The "
+                  "seed's --warmup_ratio (gone from transformers 5) is the same flag.",
+                  "aliases": ["--warmup_ratio"]},
+    )
+    logging_steps: float = field(default=10, metadata={"help": "Log the loss every this many optimizer steps."})
+    save_steps: float = field(default=200, metadata={"help": "Checkpoint every this many optimizer steps."})
+    save_total_limit: int | None = field(default=3, metadata={"help": "Checkpoints kept on disk (oldest deleted)."})
+    ddp_find_unused_parameters: bool | None = field(
+        default=False, metadata={"help": "DDP's search for parameters without gradients (off: LoRA has many)."}
+    )
+    bf16: bool | None = field(
+        default=None,
+        metadata={"help": "bf16 mixed precision. Default: on when a CUDA GPU supports it and --fp16 is not given.",
+                  "nargs": "?", "const": True},
+    )
+    activation_checkpointing: bool | None = field(
+        default=None,
+        metadata={"help": "Recompute activations in the backward pass (~30% slower, far less memory). Default: on "
+                  "(off with --activation_checkpointing False or the seed's --gradient_checkpointing False).",
+                  "nargs": "?", "const": True},
+    )
+
+    def skip_eval_without_data(self, has_eval_data: bool) -> None:
+        """Evaluate only when there is something to evaluate on: ``eval_strategy`` becomes ``no`` without eval data
+        (the Trainer refuses to start otherwise), so the stage default ``steps`` holds whenever a validation set
+        exists."""
+        if not has_eval_data:
+            from transformers.trainer_utils import IntervalStrategy
+
+            self.eval_strategy = IntervalStrategy.NO
 
     def __post_init__(self) -> None:
         if isinstance(self.deepspeed, str) and self.deepspeed:
@@ -330,6 +418,10 @@ class LangAdaptTrainingArguments(_training_arguments_base()):
                     "--deepspeed needs a distributed launcher: run under `torchrun --nproc_per_node N` or `deepspeed` "
                     "(plain `python` makes DeepSpeed look for mpi4py)"
                 )
+        if self.activation_checkpointing is None and self.gradient_checkpointing is None:
+            self.activation_checkpointing = True
+        if self.bf16 is None:
+            self.bf16 = not self.fp16 and not self.use_cpu and _cuda_bf16()
         super().__post_init__()
         if self.deepspeed:
             # Set up the process group now: ZeRO-3 partitions weights inside from_pretrained, and DeepSpeed reads
@@ -339,3 +431,43 @@ class LangAdaptTrainingArguments(_training_arguments_base()):
 
             if not deepspeed.comm.is_initialized():  # e.g. --use_cpu: accelerate set up plain DDP, not DeepSpeed
                 deepspeed.init_distributed()
+
+
+def _cuda_bf16() -> bool:
+    """Whether a CUDA GPU with bf16 support is visible."""
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+@dataclass
+class PretrainTrainingArguments(LangAdaptTrainingArguments):
+    """Continued pretraining: one epoch over the corpus, lr 2e-4 (the seed paper's LoRA pretraining rate), 4 x 8 x
+    1024 = 32,768 tokens per optimizer step per GPU, evaluation every 200 steps on the held-out blocks."""
+
+    learning_rate: float = field(default=2e-4, metadata={"help": "Peak learning rate (after warmup)."})
+    num_train_epochs: float = field(default=1.0, metadata={"help": "Passes over the corpus (when --max_steps <= 0)."})
+    gradient_accumulation_steps: int = field(default=8, metadata={"help": "Micro-steps per optimizer step."})
+    eval_strategy: str = field(
+        default="steps",
+        metadata={"help": "When to evaluate: no, steps (every --eval_steps) or epoch. Without held-out data: no.",
+                  "choices": ["no", "steps", "epoch"], "aliases": ["--evaluation_strategy"]},
+    )
+    eval_steps: float | None = field(default=200, metadata={"help": "Evaluate every this many optimizer steps."})
+
+
+@dataclass
+class SFTTrainingArguments(LangAdaptTrainingArguments):
+    """Instruction tuning: three epochs, lr 1e-4 (the seed paper's SFT rate), 4 x 4 = 16 examples per optimizer step
+    per GPU, evaluation and checkpoints every 100 steps (evaluation only with --validation_file)."""
+
+    learning_rate: float = field(default=1e-4, metadata={"help": "Peak learning rate (after warmup)."})
+    num_train_epochs: float = field(default=3.0, metadata={"help": "Passes over the data (when --max_steps <= 0)."})
+    gradient_accumulation_steps: int = field(default=4, metadata={"help": "Micro-steps per optimizer step."})
+    eval_strategy: str = field(
+        default="steps",
+        metadata={"help": "When to evaluate: no, steps (every --eval_steps) or epoch. Without --validation_file: no.",
+                  "choices": ["no", "steps", "epoch"], "aliases": ["--evaluation_strategy"]},
+    )
+    eval_steps: float | None = field(default=100, metadata={"help": "Evaluate every this many optimizer steps."})
+    save_steps: float = field(default=100, metadata={"help": "Checkpoint every this many optimizer steps."})

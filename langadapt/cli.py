@@ -53,7 +53,114 @@ def setup_logging(level: int | None = None) -> None:
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """``--help`` keeps the line breaks of a script's docstring (its example commands) and shows each default."""
+    """``--help`` keeps the line breaks of a script's docstring (its example commands) and shows each default.
+
+    A default of ``None`` whose help already says what happens (``Default: ...``, e.g. ``--training_mode`` or
+    ``--bf16``, resolved after parsing) is not shown as ``(default: None)``: the help text is the real default.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None and "Default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+class CommaListAction(argparse.Action):
+    """A list flag, stored as one comma-separated string (the seed's ``--trainable q_proj,v_proj`` convention).
+
+    The one list convention of every script: comma-separated is the canonical form; space-separated values
+    (``--trainable q_proj v_proj``) and a repeated flag (``--trainable q_proj --trainable v_proj``) are accepted and
+    give the same value. Use with ``nargs="+"`` (the ``COMMA_LIST`` metadata); :class:`CommaSplitAction` is the same
+    for a ``list[str]`` field.
+    """
+
+    as_list = False
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001 (argparse's signature)
+        parts = [p.strip() for v in (values if isinstance(values, list) else [values]) for p in str(v).split(",")]
+        # The first occurrence replaces the default (or a config file's value); later ones append to it. The
+        # namespace cannot carry this mark: HfArgumentParser returns any attribute it does not know as an output.
+        seen = self.__dict__.setdefault("_seen_in", set())
+        previous = getattr(namespace, self.dest, None) if id(namespace) in seen else None
+        if previous:
+            parts = (list(previous) if self.as_list else previous.split(",")) + parts
+        seen.add(id(namespace))
+        parts = [p for p in parts if p]
+        setattr(namespace, self.dest, parts if self.as_list else ",".join(parts) or None)
+
+
+class CommaSplitAction(CommaListAction):
+    """:class:`CommaListAction` for a ``list[str]`` field: ``--train_file a.txt,b.txt`` = ``--train_file a.txt
+    b.txt`` = ``--train_file a.txt --train_file b.txt`` -> ``["a.txt", "b.txt"]``."""
+
+    as_list = True
+
+
+# Metadata for a dataclass field holding a list of names: ``field(default=None, metadata={**COMMA_LIST, "help": ...})``.
+COMMA_LIST: dict[str, Any] = {"action": CommaListAction, "nargs": "+"}
+# The same for a ``list[str]`` field.
+COMMA_SPLIT_LIST: dict[str, Any] = {"action": CommaSplitAction, "nargs": "+"}
+CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
+# Sections of run_args.json that record the run rather than set it: skipped when the file is fed back as a config.
+PROVENANCE_KEYS = ("run", "resolved")
+
+
+def read_config(path: str) -> dict[str, Any]:
+    """A JSON or YAML config file as a mapping of flag names (without dashes) to values.
+
+    ``run_args.json`` (written beside every run's outputs) is accepted as is: its argument groups (``model``,
+    ``training``, ...) are flattened and its provenance (``run``, ``resolved``) is skipped.
+    """
+    if not os.path.isfile(path):
+        raise UsageError(f"config file {path} does not exist")
+    try:
+        with open(path, encoding="utf-8") as f:
+            if path.endswith(".json"):
+                import json
+
+                config = json.load(f)
+            else:
+                import yaml
+
+                config = yaml.safe_load(f) or {}
+    except Exception as e:  # JSON/YAML syntax: the parser's message says where
+        raise UsageError(f"config file {path} cannot be read: {e}") from None
+    if not isinstance(config, dict):
+        raise UsageError(f"config file {path} must hold a mapping of flag names to values, not {type(config).__name__}")
+    return config
+
+
+def _config_defaults(parser: argparse.ArgumentParser, config: dict[str, Any], path: str) -> dict[str, Any]:
+    """Map a config's keys (flag names or aliases, or run_args.json groups of them) onto the parser's dests."""
+    dests = {}
+    for action in parser._actions:
+        for option in action.option_strings:
+            dests[option.lstrip("-")] = action
+    defaults: dict[str, Any] = {}
+
+    def add(key: str, value: Any) -> None:
+        action = dests.get(key)
+        if action is None:
+            raise UsageError(f"config file {path}: unknown setting {key!r} (see --help for the flags)")
+        if isinstance(action, CommaListAction):
+            items = value if isinstance(value, list) else str(value).split(",") if value is not None else None
+            if items is not None:
+                items = [str(v).strip() for v in items if str(v).strip()]
+                value = items if action.as_list else ",".join(items) or None
+        action.required = False  # given by the config; a command-line flag still overrides it
+        defaults[action.dest] = value
+
+    for key, value in config.items():
+        if key in dests:
+            add(key, value)
+        elif key in PROVENANCE_KEYS:
+            continue
+        elif isinstance(value, dict):  # a run_args.json argument group
+            for sub_key, sub_value in value.items():
+                add(sub_key, sub_value)
+        else:
+            add(key, value)
+    return defaults
 
 
 def parse_args(
@@ -63,19 +170,19 @@ def parse_args(
 ) -> tuple[Any, ...]:
     """Parse ``argv`` into the given argument dataclasses with ``transformers.HfArgumentParser``.
 
-    A single argument ending in ``.json`` is read as the whole configuration, as in transformers' examples.
-    Validation errors raised in a dataclass's ``__post_init__`` (``ValueError``) become :class:`UsageError`.
+    ``argv`` may start with a config file (``.json``, ``.yaml`` or ``.yml``: flag names without dashes as keys, or a
+    run's ``run_args.json``); flags after it override its values (``script.py run.yaml --max_steps 2``). Validation
+    errors raised in a dataclass's ``__post_init__`` (``ValueError``) become :class:`UsageError`.
     """
     from transformers import HfArgumentParser
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser(tuple(dataclass_types), description=description, formatter_class=HelpFormatter)
+    if argv and not argv[0].startswith("-") and argv[0].endswith(CONFIG_SUFFIXES):
+        path = argv.pop(0)
+        parser.set_defaults(**_config_defaults(parser, read_config(path), path))
     try:
-        if len(argv) == 1 and argv[0].endswith(".json"):
-            if not os.path.isfile(argv[0]):
-                raise UsageError(f"config file {argv[0]} does not exist")
-            return tuple(parser.parse_json_file(os.path.abspath(argv[0])))
-        return tuple(parser.parse_args_into_dataclasses(args=argv))
+        return tuple(parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False))
     except ValueError as e:
         raise UsageError(str(e)) from None
 

@@ -29,6 +29,7 @@ import torch
 
 from langadapt.loading import embedding_rows, load_with_adapters, resolve_adapter_chain, retie_or_untie
 from langadapt.errors import InputError
+from langadapt.cli import COMMA_LIST
 from langadapt.io import atomic_output_dir, write_json
 from langadapt.metadata import ModelInfo, copy_metadata
 from langadapt.normalize import CONFIG_FILE as NORMALIZER_FILE
@@ -59,18 +60,21 @@ class MergeArguments:
     """Arguments of ``inference/merge_lora.py``."""
 
     base_model: str | None = field(
-        default=None, metadata={"help": "Base model folder the first adapter was trained on. Required."}
+        default=None, metadata={"help": "Base model folder the first adapter was trained on. Required.",
+                                "aliases": ["--model_name_or_path"]}
     )
     lora_model: str | None = field(
         default=None,
         metadata={
             "help": "Adapter folder(s), comma-separated, applied in order (e.g. pretraining,sft). One adapter "
-            "brings its recorded parent adapters (langadapt_model.json) along. Required."
+            "brings its recorded parent adapters (langadapt_model.json) along. Required.",
+            "aliases": ["--peft_path", "--adapters"], **COMMA_LIST,
         },
     )
     output_dir: str | None = field(default=None, metadata={"help": "Folder for the merged model. Required."})
     tokenizer_name_or_path: str | None = field(
-        default=None, metadata={"help": "Tokenizer to save. Default: the last adapter's folder, else the base's."}
+        default=None, metadata={"help": "Tokenizer to save. Default: the last adapter's folder, else the base's.",
+                                "aliases": ["--tokenizer_path"]}
     )
     output_dtype: str = field(
         default="auto",
@@ -91,7 +95,8 @@ class MergeArguments:
             + ", ".join(f"{k} {v}" for k, v in DEFAULT_TOLERANCE.items())
         },
     )
-    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace an existing --output_dir."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace an existing --output_dir.",
+                                                                "aliases": ["--overwrite"]})
     low_memory: bool = field(
         default=False,
         metadata={

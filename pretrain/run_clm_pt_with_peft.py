@@ -25,9 +25,9 @@ from collections.abc import Sequence
 
 from langadapt.args import (
     AdaptationArguments,
-    LangAdaptTrainingArguments,
     ModelArguments,
     PretrainDataArguments,
+    PretrainTrainingArguments,
     SampleArguments,
 )
 from langadapt.cli import UsageError, parse_args, run_main, setup_logging
@@ -36,9 +36,10 @@ logger = logging.getLogger("langadapt.pretrain")
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    # 1. Arguments: model, adaptation, data, samples and every HF TrainingArguments flag (or one .json config).
+    # 1. Arguments: model, adaptation, data, samples and every HF TrainingArguments flag (a YAML/JSON config first,
+    #    flags after it override it).
     model_args, adapt_args, data_args, sample_args, training_args = parse_args(
-        (ModelArguments, AdaptationArguments, PretrainDataArguments, SampleArguments, LangAdaptTrainingArguments),
+        (ModelArguments, AdaptationArguments, PretrainDataArguments, SampleArguments, PretrainTrainingArguments),
         argv, description=__doc__,
     )
     setup_logging()
@@ -68,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             data_args, tokenizer, prepared.normalizer, block_size,
             tokenizer_dir=model_args.tokenizer_name_or_path, seed=training_args.seed,
         )
+    training_args.skip_eval_without_data(eval_ds is not None)
     logger.info("tokens per optimizer step: %d (%d per device x %d accumulation x %d processes x %d block)",
                 training.tokens_per_step(training_args, block_size), training_args.per_device_train_batch_size,
                 training_args.gradient_accumulation_steps, training_args.world_size, block_size)

@@ -9,7 +9,7 @@
   further, as the paper did. With another mode it is merged into the base first and recorded as a parent.
 * ``--model_name_or_path MERGED`` (the output of inference/merge_lora.py) without ``--peft_path``: a new adapter.
 * Every HF ``TrainingArguments`` flag works (``--train_sampling_strategy group_by_length``, ``--bf16``,
-  ``--deepspeed``); a single ``.json`` argument is the whole config. A non-empty ``--output_dir`` with checkpoints
+  ``--deepspeed``); a YAML or JSON config as the first argument, flags after it overriding it. A non-empty ``--output_dir`` with checkpoints
   resumes from the last complete one.
 
 Writes to ``--output_dir``: the adapter (or model) and tokenizer, ``langadapt_model.json``,
@@ -24,7 +24,9 @@ import os
 
 from transformers import Trainer, set_seed
 
-from langadapt.args import AdaptationArguments, LangAdaptTrainingArguments, ModelArguments, SampleArguments
+from langadapt.args import (
+    AdaptationArguments, ModelArguments, SampleArguments, SeedSFTDataArguments, SFTTrainingArguments,
+)
 from langadapt.cli import parse_args, run_main, setup_logging
 from langadapt.modeling import default_tokenizer_to_adapter, prepare_model, save_model
 from langadapt.normalize import NormalizerConfig
@@ -42,8 +44,9 @@ logger = logging.getLogger("sft")
 
 def main(argv=None):
     # 1. arguments, logging, seed
-    model_args, adapt_args, data_args, sample_args, training_args = parse_args(
-        (ModelArguments, AdaptationArguments, SFTDataArguments, SampleArguments, LangAdaptTrainingArguments),
+    model_args, adapt_args, data_args, sample_args, _seed_flags, training_args = parse_args(
+        (ModelArguments, AdaptationArguments, SFTDataArguments, SampleArguments, SeedSFTDataArguments,
+         SFTTrainingArguments),
         argv, description=__doc__,
     )
     setup_logging()
@@ -79,6 +82,7 @@ def main(argv=None):
 
     train_dataset = Dataset.from_list(train_examples)
     eval_dataset = Dataset.from_list(eval_examples) if eval_examples else None
+    training_args.skip_eval_without_data(eval_dataset is not None)
     per_step = (training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
                 * world_size())
     mean_len = train_stats.tokens / max(train_stats.kept, 1)

@@ -111,7 +111,7 @@ la_banner() {
         echo "checkout: ${LANGADAPT_ROOT} ($(git -C "$LANGADAPT_ROOT" rev-parse --short HEAD 2>/dev/null || echo no git))"
         echo "PYTHON=${PYTHON}"
         local v
-        for v in "$@"; do echo "${v}=${!v:-}"; done
+        for v in "$@"; do echo "${v}=${!v:-(script default)}"; done
         [[ ${#LA_EXTRA[@]} -gt 0 ]] && echo "extra args: ${LA_EXTRA[*]}"
         echo "==="
     } >&2
@@ -227,18 +227,17 @@ la_done() {
 
 # The TrainingArguments flags pretrain.sbatch and sft.sbatch share, from their variables (same names in upper case).
 la_training_args() {
-    local precision=${PRECISION:-}
-    if [[ -z $precision ]]; then
-        if ((GPUS_ON_NODE > 0)); then precision=bf16; else precision=fp32; fi
-    fi
-    case $precision in
+    # Empty variables pass nothing: the script's own default (langadapt/args.py) holds, so bash and python give the
+    # same run. Empty PRECISION: the script turns bf16 on when the GPU has it.
+    case ${PRECISION:-} in
+        "") ;;
         bf16) ARGS+=(--bf16) ;;
-        fp16) ARGS+=(--fp16) ;;
-        fp32) ;;
-        *) la_die "PRECISION must be bf16, fp16 or fp32, got '$precision'" ;;
+        fp16) ARGS+=(--fp16 --bf16 False) ;;
+        fp32) ARGS+=(--bf16 False) ;;
+        *) la_die "PRECISION must be bf16, fp16 or fp32, got '$PRECISION'" ;;
     esac
     opt --per_device_train_batch_size "${PER_DEVICE_TRAIN_BATCH_SIZE:-}"
-    opt --per_device_eval_batch_size "${PER_DEVICE_EVAL_BATCH_SIZE:-${PER_DEVICE_TRAIN_BATCH_SIZE:-}}"
+    opt --per_device_eval_batch_size "${PER_DEVICE_EVAL_BATCH_SIZE:-}"
     opt --gradient_accumulation_steps "${GRADIENT_ACCUMULATION_STEPS:-}"
     opt --learning_rate "${LEARNING_RATE:-}"
     opt --num_train_epochs "${NUM_TRAIN_EPOCHS:-}"
@@ -255,6 +254,4 @@ la_training_args() {
     opt --save_steps "${SAVE_STEPS:-}"
     opt --save_total_limit "${SAVE_TOTAL_LIMIT:-}"
     opt --report_to "${REPORT_TO:-}"
-    # LoRA leaves most parameters without gradients; DDP's search for unused ones costs a pass per step.
-    ARGS+=(--ddp_find_unused_parameters False)
 }

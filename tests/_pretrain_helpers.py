@@ -81,5 +81,7 @@ def base_argv(model_dir: str, tokenizer_dir: str, data_dir: str, out_dir: str, *
         "--learning_rate", "1e-3", "--logging_steps", "1", "--save_strategy", "no", "--report_to", "none",
         "--sample_max_new_tokens", "0", "--dataloader_num_workers", "0", "--use_cpu", "--seed", "0",
         "--validation_split_percentage", "5", "--max_eval_blocks", "8",
+        # Tiny steps: the script's defaults (8 x accumulation, activation checkpointing) are a 7B run's.
+        "--gradient_accumulation_steps", "1", "--activation_checkpointing", "False",
         *extra,
     ]

@@ -89,6 +89,7 @@ def sft_argv(model_dir: str, tokenizer_dir: str, data_dir: str, out_dir: str, *e
         "--logging_steps", "1", "--save_strategy", "no", "--report_to", "none", "--dataloader_num_workers", "0",
         "--use_cpu", "--seed", "0", "--max_seq_length", "256", "--pad_vocab_to_multiple_of", "8",
         "--embedding_init", "mean", "--lora_rank", "4", "--lora_alpha", "8", "--lora_dropout", "0",
+        "--gradient_accumulation_steps", "1", "--activation_checkpointing", "False",  # the defaults are a 7B run's
         *extra,
     ]
 
@@ -101,7 +102,8 @@ def pretrain_argv(model_dir: str, tokenizer_dir: str, data_dir: str, out_dir: st
         "--learning_rate", "1e-2", "--save_strategy", "no", "--report_to", "none", "--sample_max_new_tokens", "0",
         "--dataloader_num_workers", "0", "--use_cpu", "--seed", "0", "--validation_split_percentage", "5",
         "--training_mode", "lora", "--lora_rank", "4", "--lora_alpha", "8", "--lora_dropout", "0",
-        "--pad_vocab_to_multiple_of", "8", "--embedding_init", "mean", *extra,
+        "--pad_vocab_to_multiple_of", "8", "--embedding_init", "mean",
+        "--gradient_accumulation_steps", "1", "--activation_checkpointing", "False", *extra,
     ]
 
 

@@ -87,3 +87,54 @@ def test_distributed_worker_exits_with_its_status_after_atexit_handlers(tmp_path
     assert "last words without a newline" in r.stdout
     if ending == "usage":
         assert "error: --dataset_dir: no such folder" in r.stderr
+
+
+# One flag vocabulary: the run_clm name of each concept and its seed/older names, in every script that takes it.
+VOCABULARY = {
+    "model": ("--model_name_or_path", "--base_model"),
+    "tokenizer": ("--tokenizer_name_or_path", "--tokenizer_path"),
+    "adapter": ("--peft_path", "--lora_model"),
+    "overwrite": ("--overwrite_output_dir", "--overwrite"),
+}
+SCRIPTS = {
+    "pretrain/run_clm_pt_with_peft.py": ("model", "tokenizer", "adapter", "overwrite"),
+    "sft/run_clm_sft_with_peft.py": ("model", "tokenizer", "adapter", "overwrite"),
+    "inference/inference.py": ("model", "tokenizer", "adapter"),
+    "inference/perplexity.py": ("model", "tokenizer", "adapter", "overwrite"),
+    "inference/merge_lora.py": ("model", "tokenizer", "adapter", "overwrite"),
+    "inference/score.py": ("overwrite",),
+    "tokenizer/extract_vocab.py": ("overwrite",),
+    "tokenizer/merge.py": ("overwrite",),
+}
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_every_script_speaks_one_flag_vocabulary(script, capsys):
+    from _scripts import load_script
+
+    module = load_script(script)
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(["--help"])
+    assert exit_info.value.code == 0
+    options = set(capsys.readouterr().out.replace(",", " ").split())
+    for concept in SCRIPTS[script]:
+        missing = [flag for flag in VOCABULARY[concept] if flag not in options]
+        assert not missing, f"{script} lacks {missing} ({concept})"
+
+
+def test_comma_lists_accept_spaces_and_repeats():
+    from dataclasses import dataclass, field
+
+    from langadapt.cli import COMMA_LIST, COMMA_SPLIT_LIST, parse_args
+
+    @dataclass
+    class Args:
+        names: str | None = field(default=None, metadata={**COMMA_LIST})
+        files: list[str] = field(default_factory=lambda: ["default.txt"], metadata={**COMMA_SPLIT_LIST})
+
+    for argv in (["--names", "a,b", "--files", "x,y"], ["--names", "a", "b", "--files", "x", "y"],
+                 ["--names", "a", "--names", "b", "--files", "x", "--files", "y"]):
+        (args,) = parse_args((Args,), argv)
+        assert (args.names, args.files) == ("a,b", ["x", "y"]), argv
+    (args,) = parse_args((Args,), [])
+    assert (args.names, args.files) == (None, ["default.txt"])

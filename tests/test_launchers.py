@@ -244,6 +244,40 @@ def test_pretrain_deepspeed_and_precision_flags(inputs, tmp_path):
     assert "--bf16" in _script_argv(commands[-1])[1]
 
 
+# What a training launcher may decide itself: where the tokenized cache goes and how many processes tokenize (the
+# CPUs Slurm gave the job). Neither changes the trained model.
+LAUNCHER_DERIVED = {"data_cache_dir", "preprocessing_num_workers"}
+
+
+@pytest.mark.parametrize("name,script", [("pretrain", "pretrain/run_clm_pt_with_peft.py"),
+                                         ("sft", "sft/run_clm_sft_with_peft.py")])
+def test_launcher_defaults_are_the_script_defaults(name, script, inputs, tmp_path, monkeypatch):
+    """bash slurm/<stage>.sbatch with only the required variables runs exactly what python <script> with only the
+    required flags runs: every default is defined once, in the dataclasses (LoRA r=64/alpha=128, cosine, ...)."""
+    required = {"MODEL_NAME_OR_PATH": inputs["model"], "DATASET_DIR": inputs["data"], "OUTPUT_DIR": inputs["out"]}
+    proc, commands = _run_launcher(name, required, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    script_path, launcher_argv = _script_argv(commands[0])
+    assert os.path.relpath(script_path, REPO_ROOT) == script
+    python_argv = ["--model_name_or_path", inputs["model"], "--dataset_dir", inputs["data"],
+                   "--output_dir", inputs["out"]]
+    by_launcher = _parse_with_script(script_path, launcher_argv, monkeypatch)
+    by_python = _parse_with_script(script_path, python_argv, monkeypatch)
+
+    def settings(group):
+        values = group.to_dict() if hasattr(group, "to_dict") else vars(group)
+        return {k: v for k, v in values.items() if k not in LAUNCHER_DERIVED}
+
+    for launched, direct in zip(by_launcher, by_python, strict=True):
+        differ = {k: (v, settings(direct).get(k)) for k, v in settings(launched).items() if settings(direct).get(k) != v}
+        assert not differ, f"{name}.sbatch and {script} disagree (launcher, script): {differ}"
+    adapt, training = by_launcher[1], by_launcher[-1]
+    assert (adapt.training_mode, adapt.lora_rank, adapt.lora_alpha) == ("lora", 64, 128.0)
+    assert training.lr_scheduler_type.value == "cosine" and training.warmup_steps == 0.03
+    # The banner says which settings are the script's.
+    assert "LORA_RANK=(script default)" in proc.stderr
+
+
 @pytest.mark.parametrize("name,var", [(n, v) for n, vs in REQUIRED.items() for v in vs])
 def test_missing_required_variable_stops_before_work(name, var, inputs, tmp_path):
     variables = _variables(name, inputs)
@@ -419,3 +453,16 @@ def test_recipe_format_documented_at_top_of_pipeline():
                 "SBATCH_ARGS", "configs/recipes/example.env"):
         assert key in head, key
     json.dumps(head)  # plain text
+
+
+@pytest.mark.parametrize("config,script", [("pretrain_llama2_7b.yaml", "pretrain/run_clm_pt_with_peft.py"),
+                                           ("sft_llama2_7b.yaml", "sft/run_clm_sft_with_peft.py")])
+def test_shipped_run_configs_parse_and_take_overrides(config, script, monkeypatch, tmp_path):
+    """configs/runs/*.yaml parse with the script's own parser; a flag after the file overrides it."""
+    path = os.path.join(REPO_ROOT, "configs", "runs", config)
+    monkeypatch.chdir(tmp_path)  # the config's relative input paths, made here (SFT checks them while parsing)
+    os.makedirs("data/sft")
+    open("data/sft_dev.json", "w").write("[]")
+    parsed = _parse_with_script(os.path.join(REPO_ROOT, script), [path, "--max_steps", "3"], monkeypatch)
+    assert parsed[-1].max_steps == 3 and parsed[0].model_name_or_path == "models/llama-2-7b"
+    assert parsed[1].training_mode == "lora"

@@ -213,7 +213,7 @@ def test_each_mode_trains_exactly_what_it_should(mode, tied, tiny_model_dir, tin
     model_dir = tiny_tied_model_dir if tied else tiny_model_dir
     p = prepare(model_dir, ext_bpe_dir, mode)
     rows = p.resize.embedding_rows
-    assert p.trainable_params == expected_counts(model_dir, rows, tied)[mode]
+    assert p.trainable_params == expected_counts(model_dir, rows, tied, r=AdaptationArguments.lora_rank)[mode]
     assert count_parameters(p.model)[0] == p.trainable_params
     assert p.info.is_adapter == (mode in ("lora", "new_rows"))
     names = [n for n, q in p.model.named_parameters() if q.requires_grad]

@@ -16,7 +16,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from langadapt.cli import parse_args, run_main
+from langadapt.cli import COMMA_SPLIT_LIST, parse_args, run_main
 from langadapt.io import atomic_output_dir, write_json
 from langadapt.normalize import NormalizerConfig
 from langadapt.vocab import corpus_stats, extract_vocab, read_corpus, resolve_train_files, sample_lines
@@ -29,7 +29,7 @@ class ExtractArguments:
     """What to train the add-on vocabulary on, and how."""
 
     train_file: list[str] = field(metadata={"help": "Training text: files or folders of .txt (a line is a document) "
-                                            "or .jsonl (a 'text' field per line).", "nargs": "+", "action": "extend"})
+                                            "or .jsonl (a 'text' field per line); comma-separated or repeated.", **COMMA_SPLIT_LIST})
     vocab_size: int = field(metadata={"help": "Size of the add-on vocabulary (SentencePiece: all its pieces incl. "
                                       "bytes/specials; byte-level BPE: incl. the 256 byte symbols)."})
     output_dir: str = field(metadata={"help": "Folder to write the add-on model and extract_report.json into."})
@@ -48,7 +48,8 @@ class ExtractArguments:
     text_field: str = field(default="text", metadata={"help": "Field holding the text in .jsonl files."})
     min_frequency: int = field(default=2, metadata={"help": "Byte-level BPE: a merge's pair must occur this often."})
     seed: int = field(default=42, metadata={"help": "Seed for sampling lines and for the trainer."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output_dir."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output_dir.",
+                                                     "aliases": ["--overwrite_output_dir"]})
 
     def __post_init__(self) -> None:
         if self.vocab_size <= 0:

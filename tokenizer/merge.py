@@ -15,7 +15,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from langadapt.cli import UsageError, parse_args, run_main
+from langadapt.cli import COMMA_SPLIT_LIST, UsageError, parse_args, run_main
 from langadapt.io import atomic_output_dir, check_output_dir, resolve_files
 from langadapt.normalize import NormalizerConfig
 from langadapt.vocab import byte_level_to_bytes, detect_extra_kind, detect_kind, validate_scripts
@@ -39,12 +39,13 @@ class MergeArguments:
     scripts: list[str] = field(default_factory=lambda: ["Arabic"], metadata={
         "help": "Keep only new pieces made of these scripts' letters (+ the word-boundary marker; ZWNJ counts as "
                 "Arabic). 'any' keeps everything. Default Arabic: no new Latin, digit or punctuation pieces.",
-        "nargs": "+"})
+        **COMMA_SPLIT_LIST})
     eval_file: list[str] = field(default_factory=list, metadata={
-        "help": "Held-out text for the report (.txt/.jsonl); repeat the flag, e.g. once Persian, once English.",
-        "nargs": "+", "action": "extend"})
+        "help": "Held-out text for the report (.txt/.jsonl); comma-separated or repeated, e.g. Persian,English.",
+        **COMMA_SPLIT_LIST})
     text_field: str = field(default="text", metadata={"help": "Field holding the text in .jsonl eval files."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output_dir."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output_dir.",
+                                                     "aliases": ["--overwrite_output_dir"]})
 
     def __post_init__(self) -> None:
         if self.max_new_pieces is not None and self.max_new_pieces <= 0:
