@@ -67,6 +67,9 @@ class LMEvalArguments:
     num_fewshot: int | None = field(default=None, metadata={"help": "Few-shot examples; default: each task's."})
     limit: float | None = field(default=None, metadata={
         "help": "Examples per task (a fraction if < 1); for smoke runs only, never for reported numbers."})
+    max_new_tokens: int | None = field(default=None, metadata={
+        "help": "New-token cap of every generation task (lm-eval's max_gen_toks); default: each task's (ours: per "
+                "task family, as inference/inference.py)."})
     batch_size: int = field(default=8, metadata={"help": "Requests per forward pass."})
     max_length: int | None = field(default=None, metadata={"help": "Context tokens; default: the model's."})
     torch_dtype: str = field(default="auto", metadata={
@@ -95,6 +98,7 @@ class LMEvalArguments:
                          ("--num_fewshot", self.num_fewshot is None or self.num_fewshot >= 0),
                          ("--limit", self.limit is None or self.limit > 0),
                          ("--max_length", self.max_length is None or self.max_length >= 1),
+                         ("--max_new_tokens", self.max_new_tokens is None or self.max_new_tokens >= 1),
                          ("--torch_dtype", self.torch_dtype in ("auto", "float32", "float16", "bfloat16"))):
             if not ok:
                 raise ValueError(f"{flag}: invalid value; see --help")
@@ -152,6 +156,7 @@ def run(args: LMEvalArguments) -> dict:
 
         results = simple_evaluate(model=lm, tasks=args.task_names, task_manager=task_manager,
                                   num_fewshot=args.num_fewshot, limit=args.limit, log_samples=True,
+                                  gen_kwargs={"max_gen_toks": args.max_new_tokens} if args.max_new_tokens else None,
                                   random_seed=args.seed, numpy_random_seed=args.seed, torch_random_seed=args.seed,
                                   fewshot_random_seed=args.seed)
         samples = results.pop("samples")
