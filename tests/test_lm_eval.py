@@ -275,6 +275,23 @@ def test_summary_rows_land_in_the_comparison_table(base_run, data_dir, tmp_path)
     assert "langadapt_fa_sentiment" in md and "sentiment (fa) accuracy" in md
 
 
+def test_run_report_reads_lm_eval_summaries(base_run, data_dir, tmp_path):
+    """Without score.py's comparison.json the report builds the table itself, lm-eval columns included."""
+    import shutil
+
+    from langadapt.report import task_scores
+
+    run = tmp_path / "run"
+    _predictions_from_samples(base_run, data_dir, run / "predictions" / "base")
+    score.main(["--predictions_dir", str(run / "predictions" / "base")])
+    shutil.copytree(base_run, run / "lm_eval" / "sft")  # a stage evaluated with lm-eval only
+    table = task_scores(str(run))
+    assert list(table["rows"]) == ["base", "sft"]
+    assert table["rows"]["base"]["fa/sentiment"] is not None and table["rows"]["base"]["lm_eval/langadapt_fa_sentiment"] is None
+    assert table["rows"]["sft"]["lm_eval/langadapt_en_summary"] is not None
+    assert {c["metric"] for c in table["columns"] if c["key"] == "lm_eval/langadapt_en_summary"} == {"rougeL"}
+
+
 def test_lm_eval_fraction_metrics_are_shown_on_the_0_100_scale():
     summary = {"rows": [
         {"task": "belebele_pes_Arab", "metric": "acc", "value": 0.25, "stderr": 0.01, "n": 900, "headline": True},
