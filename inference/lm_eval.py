@@ -32,6 +32,7 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != _HERE
 
 from langadapt.cli import UsageError, parse_args, run_main  # noqa: E402
 from langadapt.errors import InputError  # noqa: E402
+from langadapt.io import atomic_output_dir, check_output_dir, write_json, write_text  # noqa: E402
 from langadapt.templates import TEMPLATE_NAMES, load_template_name  # noqa: E402
 
 logger = logging.getLogger("lm_eval_run")
@@ -54,7 +55,7 @@ class LMEvalArguments:
         "help": "Folder of our .json/.jsonl test sets (e.g. data/testset: fa/, en/, translate-test/) to run as "
                 "lm-eval tasks."})
     output_dir: str | None = field(default=None, metadata={"help": "Where results and the summary go."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace an existing --output_dir."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing --output_dir (or --write_tasks)."})
     write_tasks: str | None = field(default=None, metadata={
         "help": "Only write the task folder for --data_dir here (for `lm-eval --include_path`) and stop."})
     with_prompt: bool = field(default=True, metadata={
@@ -124,12 +125,12 @@ def run(args: LMEvalArguments) -> dict:
 
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_path or model_dir or args.base_model)
     if args.write_tasks:
-        specs = lt.write_task_folder(args.data_dir, args.write_tasks, template, tokenizer)
+        with atomic_output_dir(args.write_tasks, args.overwrite, "--write_tasks") as out:
+            specs = lt.write_task_folder(args.data_dir, out, template, tokenizer,
+                                         data_location=os.path.abspath(args.write_tasks))
         logger.info("wrote %d tasks to %s (template %r): %s", len(specs), args.write_tasks, template,
                     ", ".join(s.name for s in specs))
         return {"tasks": [s.name for s in specs]}
-
-    from langadapt.io import check_output_dir
 
     check_output_dir(args.output_dir, args.overwrite)
     with tempfile.TemporaryDirectory(prefix="langadapt-lm-eval-") as tasks_dir:
@@ -164,7 +165,6 @@ def run(args: LMEvalArguments) -> dict:
         summary = lt.summary(results, args.task_names)
 
         # 5. Outputs, all at once.
-        from langadapt.io import atomic_output_dir, write_json, write_text
         from langadapt.runinfo import write_run_args
 
         final = os.path.abspath(args.output_dir)

@@ -129,6 +129,9 @@ def write_task_folder(data_dir: str, out_dir: str, template: str = "alpaca", tok
             "fewshot_delimiter": "\n\n",
         }
         if family in CLASSIFICATION_TASKS:
+            empty = [ex.id for ex in examples if canonical_label(ex.answer) is None]
+            if empty:
+                raise InputError(f"{path}: records {empty[:5]} have an empty gold label", arg="data_dir", value=path)
             choices = label_candidates(examples, canonical_label)
             keys = [canonical_label(c) for c in choices]
             labels = sorted(set(keys))
@@ -412,7 +415,8 @@ def summary_markdown(rows: Sequence[dict[str, Any]]) -> str:
     for r in rows:
         task = f"**{r['task']}**" if r.get("headline") else r["task"]
         stderr = "-" if r["stderr"] is None else f"{r['stderr']:.4f}"
-        lines.append(f"| {task} | {r['metric']} | {r['value']:.4f} | {stderr} | {r['n'] if r['n'] is not None else '-'} |")
+        n = "-" if r["n"] is None else r["n"]
+        lines.append(f"| {task} | {r['metric']} | {r['value']:.4f} | {stderr} | {n} |")
     return "\n".join(lines) + ("\n\nlm-eval's acc/acc_norm are 0-1; our tasks' (langadapt_*) metrics are 0-100. Bold: "
                                "the row the per-stage comparison table shows.\n")
 

@@ -62,7 +62,7 @@ def test_task_folder_has_one_offline_task_per_test_file(data_dir, tmp_path):
     names = sorted(s.name for s in specs)
     assert names == ["langadapt_en_entailment", "langadapt_en_multiple_choice", "langadapt_en_summary",
                      "langadapt_fa_sentiment", "langadapt_fa_translation_en_fa"]
-    assert sorted(os.listdir(tmp_path / "tasks")) == sorted([f"{n}.yaml" for n in names] + [f"{n}.jsonl" for n in names])
+    assert sorted(os.listdir(tmp_path / "tasks")) == sorted([f"{n}.{e}" for n in names for e in ("yaml", "jsonl")])
     assert lt.spec_names(specs) == set(names) | {"langadapt", "langadapt_fa", "langadapt_en"}
     text = (tmp_path / "tasks" / "langadapt_fa_sentiment.yaml").read_text(encoding="utf-8")
     assert "process_results: !function langadapt.lm_eval_tasks.process_classification" in text
@@ -114,6 +114,13 @@ def test_write_tasks_only(data_dir, tmp_path):
     rec = read_jsonl(tmp_path / "tasks" / "langadapt_fa_sentiment.jsonl")[0]
     src = bundled("fa", "sentiment", 1)[0]
     assert rec["prompt"] == f"{src['instruction']}\n\n{src['input']}"
+    cfg = yaml.load((tmp_path / "tasks" / "langadapt_fa_sentiment.yaml").read_text(encoding="utf-8")
+                    .replace("!function", ""), Loader=yaml.SafeLoader)
+    assert cfg["dataset_kwargs"]["data_files"]["test"] == str(tmp_path / "tasks" / "langadapt_fa_sentiment.jsonl")
+    with pytest.raises(UsageError, match="--write_tasks"):  # an existing folder is kept unless --overwrite
+        lm_eval_script.main(["--data_dir", data_dir, "--write_tasks", str(tmp_path / "tasks")])
+    lm_eval_script.main(["--data_dir", data_dir, "--write_tasks", str(tmp_path / "tasks"), "--overwrite"])
+    assert len(os.listdir(tmp_path / "tasks")) == 10
 
 
 # ------------------------------------------------------------------------------------------ runs
@@ -287,7 +294,8 @@ def test_run_report_reads_lm_eval_summaries(base_run, data_dir, tmp_path):
     shutil.copytree(base_run, run / "lm_eval" / "sft")  # a stage evaluated with lm-eval only
     table = task_scores(str(run))
     assert list(table["rows"]) == ["base", "sft"]
-    assert table["rows"]["base"]["fa/sentiment"] is not None and table["rows"]["base"]["lm_eval/langadapt_fa_sentiment"] is None
+    assert table["rows"]["base"]["fa/sentiment"] is not None
+    assert table["rows"]["base"]["lm_eval/langadapt_fa_sentiment"] is None
     assert table["rows"]["sft"]["lm_eval/langadapt_en_summary"] is not None
     assert {c["metric"] for c in table["columns"] if c["key"] == "lm_eval/langadapt_en_summary"} == {"rougeL"}
 
