@@ -54,6 +54,9 @@ class LMEvalArguments:
     data_dir: str | None = field(default=None, metadata={
         "help": "Folder of our .json/.jsonl test sets (e.g. data/testset: fa/, en/, translate-test/) to run as "
                 "lm-eval tasks."})
+    include_path: str | None = field(default=None, metadata={
+        "help": "Comma-separated folders of more lm-eval task YAMLs (lm-eval's --include_path), e.g. groups over "
+                "our tasks or local copies of benchmarks."})
     output_dir: str | None = field(default=None, metadata={"help": "Where results and the summary go."})
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing --output_dir (or --write_tasks)."})
     write_tasks: str | None = field(default=None, metadata={
@@ -81,6 +84,10 @@ class LMEvalArguments:
     def __post_init__(self) -> None:
         self.lora_models = [p.strip() for p in (self.lora_model or "").split(",") if p.strip()]
         self.task_names = [t.strip() for t in (self.tasks or "").split(",") if t.strip()]
+        self.include_paths = [p.strip() for p in (self.include_path or "").split(",") if p.strip()]
+        for p in self.include_paths:
+            if not os.path.isdir(p):
+                raise ValueError(f"--include_path: {p} is not a folder of lm-eval task YAMLs")
         if self.write_tasks:
             if not self.data_dir:
                 raise ValueError("--write_tasks needs --data_dir (the test sets to turn into tasks)")
@@ -135,11 +142,10 @@ def run(args: LMEvalArguments) -> dict:
     check_output_dir(args.output_dir, args.overwrite)
     with tempfile.TemporaryDirectory(prefix="langadapt-lm-eval-") as tasks_dir:
         # 2. Our test sets as tasks, then every task built (its data read) before the model loads.
-        ours: set[str] = set()
         if args.data_dir:
-            specs = lt.write_task_folder(args.data_dir, tasks_dir, template, tokenizer)
-            ours = lt.spec_names(specs)
-        task_manager = lt.make_task_manager(args.task_names, tasks_dir if args.data_dir else None, ours)
+            lt.write_task_folder(args.data_dir, tasks_dir, template, tokenizer)
+        paths = ([tasks_dir] if args.data_dir else []) + args.include_paths
+        task_manager = lt.make_task_manager(args.task_names, paths)
         lt.check_task_names(args.task_names, task_manager.all_tasks)
         lt.load_tasks(args.task_names, task_manager)
 

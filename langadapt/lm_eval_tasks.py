@@ -52,7 +52,7 @@ GENERATION_METRICS = ("rouge1", "rouge2", "rougeL", "chrf", "bleu")
 # lm-eval metrics reported as a fraction (0-1); the comparison table shows them x100 like ours.
 FRACTION_METRICS = frozenset({"acc", "acc_norm", "exact_match", "f1", "mcc", "brier_score"})
 # Metric a column of the comparison table shows for a task that is not ours, in order of preference.
-HEADLINE_PREFERENCE = ("acc", "exact_match", "acc_norm", "f1", "bleu", "chrf", "rougeL")
+HEADLINE_PREFERENCE = ("accuracy", "acc", "exact_match", "acc_norm", "f1", "bleu", "chrf", "rougeL")
 _MODULE = __name__
 
 
@@ -65,11 +65,6 @@ class TaskSpec:
     task: str
     n: int
     tags: tuple[str, ...] = ()
-
-
-def spec_names(specs: Sequence[TaskSpec]) -> set[str]:
-    """Every name that selects generated tasks: the tasks and their tags."""
-    return {s.name for s in specs} | {t for s in specs for t in s.tags}
 
 
 def task_name(key: str, prefix: str = TASK_PREFIX) -> str:
@@ -245,13 +240,17 @@ def aggregate_bleu(items) -> float:
 # ------------------------------------------------------------------------------------- task names
 
 
-def make_task_manager(names: Sequence[str], tasks_dir: str | None, ours: set[str]):
-    """lm-eval's task index: our task folder, plus lm-eval's own tasks unless every name is one of ours
-    (indexing lm-eval's ~15k tasks takes tens of seconds)."""
+def make_task_manager(names: Sequence[str], paths: Sequence[str]):
+    """lm-eval's task index over ``paths`` (our generated folder, the user's task folders), plus lm-eval's own
+    tasks unless those folders define every name (indexing lm-eval's ~15k tasks takes tens of seconds)."""
     from lm_eval.tasks import TaskManager
 
-    only_ours = bool(tasks_dir) and all(n in ours for n in names)
-    return TaskManager(include_path=tasks_dir, include_defaults=not only_ours)
+    paths = [str(p) for p in paths]
+    if paths:
+        local = TaskManager(include_path=paths, include_defaults=False)
+        if all(n in set(local.all_tasks) for n in names):
+            return local
+    return TaskManager(include_path=paths or None, include_defaults=True)
 
 
 def check_task_names(names: Sequence[str], known: Sequence[str]) -> None:
@@ -385,12 +384,13 @@ def summary_rows(results: dict) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for task, metrics in per_task.items():
         for key, raw in metrics.items():
-            metric, _, filt = key.partition(",")
+            # Metric keys are "<metric>,<filter>"; the others (alias, name, sample_len, sample_count) describe the run.
+            metric, comma, filt = key.partition(",")
             value = _number(raw)
-            if key == "alias" or metric.endswith("_stderr") or value is None:
+            if not comma or metric.endswith("_stderr") or value is None:
                 continue
-            name = metric if filt in ("", "none") else f"{metric},{filt}"
-            stderr = _number(metrics.get(f"{metric}_stderr,{filt}" if filt else f"{metric}_stderr"))
+            name = metric if filt == "none" else key
+            stderr = _number(metrics.get(f"{metric}_stderr,{filt}"))
             rows.append({"task": task, "metric": name, "value": value, "stderr": stderr, "n": sizes.get(task),
                          "headline": False})
     has_rows = {r["task"] for r in rows}

@@ -140,7 +140,7 @@ def _variables(name: str, p: dict[str, str]) -> dict[str, str]:
                       "PERPLEXITY_DIR": p["run"] + "/ppl", "PERPLEXITY_NAME": "sft", "PERPLEXITY_MAX_WORDS": "100"},
         "lm_eval": {"BASE_MODEL": p["model"], "LORA_MODEL": f"{p['adapter_a']},{p['adapter_b']}",
                     "TOKENIZER_PATH": p["tokenizer"], "OUTPUT_DIR": p["out"], "TASKS": "belebele_pes_Arab,langadapt",
-                    "DATA_DIR": p["testset"], "NUM_FEWSHOT": "0", "LIMIT": "10", "BATCH_SIZE": "4",
+                    "DATA_DIR": p["testset"], "INCLUDE_PATH": p["data"], "NUM_FEWSHOT": "0", "LIMIT": "10", "BATCH_SIZE": "4",
                     "MAX_NEW_TOKENS": "8", "TEMPLATE": "alpaca", "NORMALIZE": "false", "TORCH_DTYPE": "float32"},
         "report": {"RUN_DIR": p["run"], "TIMINGS_DIR": p["run"] + "/timings",
                    "LM_EVAL": f"base={p['run']}/lm_eval/base sft={p['run']}/lm_eval/sft"},

@@ -63,7 +63,7 @@ def test_task_folder_has_one_offline_task_per_test_file(data_dir, tmp_path):
     assert names == ["langadapt_en_entailment", "langadapt_en_multiple_choice", "langadapt_en_summary",
                      "langadapt_fa_sentiment", "langadapt_fa_translation_en_fa"]
     assert sorted(os.listdir(tmp_path / "tasks")) == sorted([f"{n}.{e}" for n in names for e in ("yaml", "jsonl")])
-    assert lt.spec_names(specs) == set(names) | {"langadapt", "langadapt_fa", "langadapt_en"}
+    assert {s.tags for s in specs} == {("langadapt", "langadapt_fa"), ("langadapt", "langadapt_en")}
     text = (tmp_path / "tasks" / "langadapt_fa_sentiment.yaml").read_text(encoding="utf-8")
     assert "process_results: !function langadapt.lm_eval_tasks.process_classification" in text
     config = yaml.load(text.replace("!function", ""), Loader=yaml.SafeLoader)
@@ -89,7 +89,7 @@ def test_seed_layout_with_translate_test_folder(tmp_path):
     write_json_list(d / "fa" / "sentiment.json", bundled("fa", "sentiment", 3))
     specs = lt.write_task_folder(str(d), str(tmp_path / "tasks"))
     assert sorted(s.name for s in specs) == ["langadapt_fa_sentiment", "langadapt_translate_test_sentiment"]
-    assert "langadapt_translate_test" in lt.spec_names(specs)
+    assert {s.tags for s in specs} == {("langadapt", "langadapt_fa"), ("langadapt", "langadapt_translate_test")}
 
 
 def test_unknown_layout_names_the_file(tmp_path):
@@ -137,6 +137,8 @@ def test_base_run_writes_results_samples_and_summary(base_run):
     summary = json.load(open(os.path.join(base_run, lt.SUMMARY_FILE)))
     assert summary["tasks"] == ["langadapt"]
     rows = {(r["task"], r["metric"]): r for r in summary["rows"]}
+    assert {m for t, m in rows if t == "langadapt_fa_sentiment"} == {"accuracy", "macro_f1"}
+    assert {m for t, m in rows if t == "langadapt_en_summary"} == {"rouge1", "rouge2", "rougeL", "chrf", "bleu"}
     assert set(rows[("langadapt_fa_sentiment", "accuracy")]) == {"task", "metric", "value", "stderr", "n", "headline"}
     assert rows[("langadapt_fa_sentiment", "accuracy")]["n"] == 8
     assert rows[("langadapt_fa_sentiment", "accuracy")]["stderr"] is not None  # a mean: lm-eval's stderr
@@ -300,6 +302,25 @@ def test_run_report_reads_lm_eval_summaries(base_run, data_dir, tmp_path):
     assert {c["metric"] for c in table["columns"] if c["key"] == "lm_eval/langadapt_en_summary"} == {"rougeL"}
 
 
+def test_a_group_over_our_tasks_is_one_headline_row(tiny_model_dir, data_dir, tmp_path):
+    """A user's group (--include_path) over generated tasks: lm-eval aggregates it, and only the group's row is a
+    column of the table; its n is the sum of its members'."""
+    groups = tmp_path / "groups"
+    groups.mkdir()
+    (groups / "cls.yaml").write_text("group: la_cls\ntask:\n  - langadapt_fa_sentiment\n  - langadapt_en_entailment\n"
+                                     "aggregate_metric_list:\n  - metric: accuracy\n    weight_by_size: true\n"
+                                     "metadata:\n  version: 1.0\n")
+    out = tmp_path / "out"
+    summary = run_lm_eval(out, tiny_model_dir, data_dir, "--tasks", "la_cls", "--include_path", str(groups))
+    rows = {(r["task"], r["metric"]): r for r in summary["rows"]}
+    assert [(r["task"], r["metric"]) for r in summary["rows"] if r["headline"]] == [("la_cls", "accuracy")]
+    assert rows[("la_cls", "accuracy")]["n"] == 8 + 6
+    want = (8 * rows[("langadapt_fa_sentiment", "accuracy")]["value"] +
+            6 * rows[("langadapt_en_entailment", "accuracy")]["value"]) / 14
+    assert rows[("la_cls", "accuracy")]["value"] == pytest.approx(want)
+    assert set(lt.stage_scores(summary)) == {"lm_eval/la_cls"}
+
+
 def test_lm_eval_fraction_metrics_are_shown_on_the_0_100_scale():
     summary = {"rows": [
         {"task": "belebele_pes_Arab", "metric": "acc", "value": 0.25, "stderr": 0.01, "n": 900, "headline": True},
@@ -312,7 +333,8 @@ def test_lm_eval_fraction_metrics_are_shown_on_the_0_100_scale():
 
 def test_summary_rows_of_a_group_mark_only_the_group():
     results = {
-        "results": {"grp": {"alias": "grp", "acc,none": 0.5, "acc_stderr,none": 0.1},
+        "results": {"grp": {"alias": "grp", "name": "grp", "sample_len": 40, "acc,none": 0.5, "acc_stderr,none": 0.1,
+                            "sample_count": {"acc,none": 40}},
                     "sub_a": {"alias": " - a", "acc,none": 0.4, "acc_stderr,none": 0.1, "acc_norm,none": 0.45,
                               "acc_norm_stderr,none": 0.1},
                     "sub_b": {"alias": " - b", "acc,none": 0.6, "acc_stderr,none": "N/A"}},
@@ -324,6 +346,7 @@ def test_summary_rows_of_a_group_mark_only_the_group():
     by = {(r["task"], r["metric"]): r for r in rows}
     assert by[("grp", "acc")]["n"] == 40 and by[("sub_b", "acc")]["stderr"] is None
     assert by[("sub_a", "acc_norm")]["value"] == 0.45
+    assert {m for t, m in by} == {"acc", "acc_norm"}  # sample_len and the like are not metrics
 
 
 # ------------------------------------------------------------------------------------------ bad input
