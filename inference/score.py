@@ -3,6 +3,8 @@
     python inference/score.py --predictions_dir outputs/predictions/sft        # -> scores.json, scores.md there
     python inference/score.py --compare base=outputs/predictions/base pt=outputs/predictions/pt \\
         sft=outputs/predictions/sft --output_dir outputs/comparison           # -> comparison.{md,json,png}
+    python inference/score.py --compare base=... sft=... --lm_eval base=outputs/lm_eval/base sft=outputs/lm_eval/sft \\
+        --output_dir outputs/comparison                                      # + lm-eval benchmark columns
 
 The task of each file comes from its name (entailment, multiple_choice, sentiment, summary/summarization,
 translation_xx_yy) or --task. Metrics and label handling: langadapt/metrics.py.
@@ -14,8 +16,9 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from langadapt.cli import parse_args, run_main
-from langadapt.compare import comparison, comparison_chart, comparison_markdown, score_folder, scores_markdown
+from langadapt.cli import UsageError, parse_args, run_main
+from langadapt.compare import (comparison, comparison_chart, comparison_markdown, merge_stages, score_folder,
+                               scores_markdown)
 from langadapt.evaldata import TASKS
 from langadapt.io import atomic_output_dir, write_json, write_text
 from langadapt.metrics import BLEU_TOKENIZERS
@@ -32,6 +35,9 @@ class ScoreArguments:
     compare: list[str] | None = field(default=None, metadata={
         "help": "Several NAME=DIR prediction folders, in row order (e.g. base=... pt=... sft=...).",
         "nargs": "+"})
+    lm_eval: list[str] | None = field(default=None, metadata={
+        "help": "With --compare: NAME=DIR output folders of inference/lm_eval.py; each one's headline rows become "
+                "columns of stage NAME's row (a new row when --compare has no NAME).", "nargs": "+"})
     output_dir: str | None = field(default=None, metadata={"help": "Where --compare writes comparison.*."})
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing --output_dir.",
                                                      "aliases": ["--overwrite_output_dir"]})
@@ -53,6 +59,12 @@ class ScoreArguments:
             names = [c.split("=", 1)[0] for c in self.compare]
             if len(set(names)) != len(names):
                 raise ValueError(f"--compare: stage names must be distinct, got {names}")
+        if self.lm_eval:
+            if not self.compare:
+                raise ValueError("--lm_eval goes with --compare (it adds columns to the comparison table)")
+            bad = [c for c in self.lm_eval if "=" not in c or not all(c.split("=", 1))]
+            if bad:
+                raise ValueError(f"--lm_eval: {bad[0]!r} is not NAME=DIR (e.g. sft=outputs/lm_eval/sft)")
         if self.task is not None and self.task not in TASKS:
             raise ValueError(f"--task: unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
         if self.bleu_tokenize is not None and self.bleu_tokenize not in BLEU_TOKENIZERS:
@@ -76,6 +88,18 @@ def main(argv=None) -> dict:
     for item in args.compare:
         name, directory = item.split("=", 1)
         stages.append((name, score_folder(directory, args.task, args.bleu_tokenize, flag=f"--compare {name}")))
+    if args.lm_eval:
+        from langadapt.errors import InputError
+        from langadapt.lm_eval_tasks import read_summary, stage_scores
+
+        more = []
+        for item in args.lm_eval:
+            name, directory = item.split("=", 1)
+            try:
+                more.append((name, stage_scores(read_summary(directory))))
+            except InputError as e:
+                raise UsageError(f"--lm_eval {name}: {e.message}") from None
+        stages = merge_stages(stages, more)
     table = comparison(stages)
     with atomic_output_dir(args.output_dir, args.overwrite) as out:
         write_json(os.path.join(out, "comparison.json"), table)

@@ -81,15 +81,28 @@ def _column_label(key: str, task: str) -> str:
 def comparison(stages: list[tuple[str, dict[str, dict[str, Any]]]]) -> dict[str, Any]:
     """The table over stages: ``{"columns": [...], "rows": {stage: {column: value}}, "scores": {...}}``."""
     keys: dict[str, str] = {}
+    metrics: dict[str, str] = {}
     for _, scores in stages:
         for key, s in scores.items():
             keys.setdefault(key, s["task"])
+            # An entry that is not one of our task families (an lm-eval benchmark) names its own headline metric.
+            metrics.setdefault(key, s.get("headline") or HEADLINE[s["task"]])
     order = {t: i for i, t in enumerate(TASKS)}
-    ordered = sorted(keys, key=lambda k: (order[keys[k]], k.split("/")[-1], language_of(k) or ""))
-    columns = [{"key": k, "task": keys[k], "language": language_of(k), "metric": HEADLINE[keys[k]],
+    ordered = sorted(keys, key=lambda k: (order.get(keys[k], len(order)), k.split("/")[-1], language_of(k) or ""))
+    columns = [{"key": k, "task": keys[k], "language": language_of(k), "metric": metrics[k],
                 "label": _column_label(k, keys[k])} for k in ordered]
     rows = {name: {c["key"]: scores.get(c["key"], {}).get(c["metric"]) for c in columns} for name, scores in stages}
     return {"columns": columns, "rows": rows, "scores": {name: scores for name, scores in stages}}
+
+
+def merge_stages(stages: list[tuple[str, dict[str, dict[str, Any]]]],
+                 more: list[tuple[str, dict[str, dict[str, Any]]]]) -> list[tuple[str, dict[str, dict[str, Any]]]]:
+    """``stages`` with the entries of ``more`` added to the stage of the same name (a new row at the end if none),
+    e.g. the lm-eval benchmark scores of each stage (:func:`langadapt.lm_eval_tasks.stage_scores`)."""
+    merged = {name: dict(scores) for name, scores in stages}
+    for name, scores in more:
+        merged.setdefault(name, {}).update(scores)
+    return list(merged.items())
 
 
 def comparison_markdown(table: dict[str, Any]) -> str:

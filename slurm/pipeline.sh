@@ -37,6 +37,10 @@
 #   EVAL_DATA_DIR=data/testset       test sets for every evaluation (default: the bundled ones; none: skip generation)
 #   EVAL_PERPLEXITY_FILES=fa.txt,en.txt  held-out text: perplexity after each stage (and of the base model with the
 #                                    new tokenizer and initialised rows, "base_merged")
+#   LM_EVAL_TASKS=belebele_pes_Arab,langadapt  also run lm-evaluation-harness (slurm/lm_eval.sbatch) after the base
+#                                    model and each stage, into RUN_DIR/lm_eval/<name>/ (default: empty, no lm-eval
+#                                    steps; "langadapt" = the EVAL_DATA_DIR test sets as offline lm-eval tasks);
+#                                    LM_EVAL_<VAR> -> slurm/lm_eval.sbatch; the summaries join the final table
 #   MERGE_FINAL=true                 also merge the last stage into RUN_DIR/<stage>_merged (a deployable model)
 #   SBATCH_ARGS="-A acct -p gpu"     options for every sbatch (account, partition, QoS: never in the launchers)
 #   LOG_DIR=logs                     job logs (<LOG_DIR>/la-<step>-<jobid>.out; --local: <LOG_DIR>/la-<step>.log)
@@ -44,7 +48,8 @@
 #
 # Layout of RUN_DIR (what inference/report.py reads): tokenizer/ (+ tokenizer.addon/), <stage>/ for each stage,
 # <stage>_merged/, predictions/{base,<stage>...}/ with scores.json, perplexity/{base,base_merged,<stage>...}/,
-# scores/comparison.{md,json,png} (rows = base + stages, columns = task x language), report.md, timings.json.
+# lm_eval/{base,<stage>...}/ (with LM_EVAL_TASKS), scores/comparison.{md,json,png} (rows = base + stages, columns =
+# task x language, + lm-eval benchmarks), report.md, timings.json.
 # ---------------------------------------------------------------------------------------------------------------
 { # Bash reads this whole block before running it, so editing this file during a run cannot break the run.
 set -euo pipefail
@@ -90,12 +95,12 @@ fi
 
 # ------------------------------------------------------------------------------------------ recipe checks
 read -r -a STAGE_LIST <<<"$STAGES"
-RESERVED=" base base_merged tokenizer eval merge report "
-PREFIXES=(TOKENIZER EVAL MERGE REPORT)
+RESERVED=" base base_merged tokenizer eval merge report lm_eval "
+PREFIXES=(TOKENIZER EVAL MERGE REPORT LM_EVAL)
 declare -A SEEN=()
 for s in "${STAGE_LIST[@]}"; do
     [[ $s =~ ^[a-z][a-z0-9_]*$ ]] || die "stage name '$s' in STAGES: use lowercase letters, digits and _"
-    [[ $RESERVED != *" $s "* ]] || die "stage name '$s' is reserved (base, base_merged, tokenizer, eval, merge, report)"
+    [[ $RESERVED != *" $s "* ]] || die "stage name '$s' is reserved (base, base_merged, tokenizer, eval, merge, report, lm_eval)"
     [[ -z ${SEEN[$s]:-} ]] || die "stage '$s' appears twice in STAGES"
     SEEN[$s]=1
     P=${s^^}
@@ -244,7 +249,19 @@ eval_step() {  # eval_step NAME "DEPS" MODEL ADAPTER [TOKENIZER]
     step "eval_$name" inference "$deps" "!BASE_MODEL=$model" "!LORA_MODEL=$adapter" "TOKENIZER_PATH=$tok" \
         "DATA_DIR=$EVAL_DATA_DIR" "!PREDICTIONS_DIR=$RUN_DIR/predictions/$name" "${ppl[@]}" -- EVAL
 }
+# lm-evaluation-harness after the same evaluations, when the recipe names tasks (LM_EVAL_TASKS).
+LM_EVAL=
+lm_eval_step() {  # lm_eval_step NAME "DEPS" MODEL ADAPTER
+    local name=$1 deps=$2 model=$3 adapter=$4
+    [[ -z ${LM_EVAL_TASKS:-} ]] && return 0
+    EVALS+=("lm_eval_$name")
+    LM_EVAL+="${LM_EVAL:+ }$name=$RUN_DIR/lm_eval/$name"
+    is_done "lm_eval_$name" "$RUN_DIR/lm_eval/$name/lm_eval_summary.json" && return 0
+    step "lm_eval_$name" lm_eval "$deps" "!BASE_MODEL=$model" "!LORA_MODEL=$adapter" "DATA_DIR=$EVAL_DATA_DIR" \
+        "!OUTPUT_DIR=$RUN_DIR/lm_eval/$name" -- LM_EVAL
+}
 eval_step base "" "$BASE_MODEL" ""
+lm_eval_step base "" "$BASE_MODEL" ""
 if [[ -n $TOK && -n $EVAL_PERPLEXITY_FILES ]]; then
     EVALS+=(eval_base_merged)
     is_done eval_base_merged "$RUN_DIR/perplexity/base_merged/perplexity.json" \
@@ -296,6 +313,7 @@ for s in "${STAGE_LIST[@]}"; do
     esac
     is_done "$s" "$RUN_DIR/$s/all_results.json" || step "$s" "${!kind_var}" "$deps" "${vars[@]}" -- "$P"
     eval_step "$s" "$s" "${MODEL[$s]}" "${ADAPTER[$s]}"
+    lm_eval_step "$s" "$s" "${MODEL[$s]}" "${ADAPTER[$s]}"
     COMPARE+=" $s=$RUN_DIR/predictions/$s"
     prev=$s
 done
@@ -309,6 +327,7 @@ fi
 # 4. The final table and the run report.
 report_vars=("!RUN_DIR=$RUN_DIR")
 [[ $EVAL_DATA_DIR != none ]] && report_vars+=("COMPARE=$COMPARE")
+[[ -n $LM_EVAL ]] && report_vars+=("LM_EVAL=$LM_EVAL")
 step report report "${FINAL_DEPS[*]}" "${report_vars[@]}" -- REPORT
 
 case $MODE in

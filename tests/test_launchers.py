@@ -23,7 +23,7 @@ import sys
 import pytest
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LAUNCHERS = ("tokenizer", "pretrain", "sft", "merge", "inference", "report")
+LAUNCHERS = ("tokenizer", "pretrain", "sft", "merge", "inference", "lm_eval", "report")
 SHELL_FILES = sorted(glob.glob(os.path.join(REPO_ROOT, "slurm", "*.sbatch"))) + [
     os.path.join(REPO_ROOT, "slurm", "common.sh"),
     os.path.join(REPO_ROOT, "slurm", "pipeline.sh"),
@@ -40,6 +40,7 @@ REQUIRED = {
     "sft": ("MODEL_NAME_OR_PATH", "DATASET_DIR", "OUTPUT_DIR"),
     "merge": ("BASE_MODEL", "LORA_MODEL", "OUTPUT_DIR"),
     "inference": ("BASE_MODEL", "PREDICTIONS_DIR"),
+    "lm_eval": ("BASE_MODEL", "OUTPUT_DIR"),
     "report": ("RUN_DIR",),
 }
 
@@ -137,7 +138,12 @@ def _variables(name: str, p: dict[str, str]) -> dict[str, str]:
                       "BATCH_SIZE": "4", "MAX_NEW_TOKENS": "8", "SCORING": "loglik", "TEMPLATE": "alpaca",
                       "TORCH_DTYPE": "float32", "PERPLEXITY_FILES": f"{p['fa.txt']},{p['en.txt']}",
                       "PERPLEXITY_DIR": p["run"] + "/ppl", "PERPLEXITY_NAME": "sft", "PERPLEXITY_MAX_WORDS": "100"},
-        "report": {"RUN_DIR": p["run"], "TIMINGS_DIR": p["run"] + "/timings"},
+        "lm_eval": {"BASE_MODEL": p["model"], "LORA_MODEL": f"{p['adapter_a']},{p['adapter_b']}",
+                    "TOKENIZER_PATH": p["tokenizer"], "OUTPUT_DIR": p["out"], "TASKS": "belebele_pes_Arab,langadapt",
+                    "DATA_DIR": p["testset"], "INCLUDE_PATH": p["data"], "NUM_FEWSHOT": "0", "LIMIT": "10", "BATCH_SIZE": "4",
+                    "MAX_NEW_TOKENS": "8", "TEMPLATE": "alpaca", "NORMALIZE": "false", "TORCH_DTYPE": "float32"},
+        "report": {"RUN_DIR": p["run"], "TIMINGS_DIR": p["run"] + "/timings",
+                   "LM_EVAL": f"base={p['run']}/lm_eval/base sft={p['run']}/lm_eval/sft"},
     }[name]
 
 
@@ -147,6 +153,7 @@ EXPECTED_SCRIPTS = {
     "sft": ["sft/run_clm_sft_with_peft.py"],
     "merge": ["inference/merge_lora.py"],
     "inference": ["inference/inference.py", "inference/score.py", "inference/perplexity.py"],
+    "lm_eval": ["inference/lm_eval.py"],
     "report": ["inference/score.py", "inference/report.py"],
 }
 
@@ -388,6 +395,26 @@ def test_example_recipe_plan(inputs, tmp_path):
                                             "eval_sft_bi", "eval_sft_task", "merge_sft_task"}
     compare = plan["report"]["vars"]["COMPARE"].split()
     assert [c.split("=")[0] for c in compare] == ["base", "pt_fa", "pt_bi", "sft_bi", "sft_task"]
+
+
+def test_lm_eval_steps_after_each_evaluation(inputs, tmp_path):
+    """LM_EVAL_TASKS adds an lm-eval step after the base model and each stage; their folders reach the report."""
+    proc = _pipeline(["--dry-run", os.path.join(REPO_ROOT, "configs", "recipes", "example.env"),
+                      f"BASE_MODEL={inputs['model']}", f"RUN_DIR={tmp_path}/run", "LM_EVAL_TASKS=belebele_pes_Arab",
+                      "LM_EVAL_LIMIT=5"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    plan = _plan(proc.stdout)
+    run = f"{tmp_path}/run"
+    names = ["base", "pt_fa", "pt_bi", "sft_bi", "sft_task"]
+    assert [s for s in plan if s.startswith("lm_eval_")] == [f"lm_eval_{n}" for n in names]
+    step = plan["lm_eval_sft_task"]
+    assert step["launcher"] == "lm_eval" and step["after"] == ["sft_task"]
+    assert step["vars"]["BASE_MODEL"] == f"{run}/sft_bi_merged" and step["vars"]["LORA_MODEL"] == f"{run}/sft_task"
+    assert step["vars"]["OUTPUT_DIR"] == f"{run}/lm_eval/sft_task"
+    assert step["vars"]["TASKS"] == "belebele_pes_Arab" and step["vars"]["LIMIT"] == "5"
+    assert {f"lm_eval_{n}" for n in names} <= set(plan["report"]["after"])
+    assert plan["report"]["vars"]["LM_EVAL"].split() == [f"{n}={run}/lm_eval/{n}" for n in names]
+    # Without LM_EVAL_TASKS nothing changes (test_example_recipe_plan).
 
 
 def test_stage_prefixes_do_not_leak(inputs, tmp_path):

@@ -11,6 +11,7 @@ a missing part is reported as missing, never invented)::
                                            goals: base, base_merged (base + merged tokenizer + initialised rows),
                                            pretrain, sft
       predictions/<stage>/...jsonl      generations (inference/inference.py), for the sample table
+      lm_eval/<stage>/lm_eval_summary.json  lm-evaluation-harness results (inference/lm_eval.py), extra columns
       scores/comparison.json            task scores per stage (inference/score.py --compare); without it the
                                         report compares predictions/<stage>/scores.json itself
       timings.json                      {"stages": {name: seconds}, "total_seconds": s} (the demo runner writes it)
@@ -28,12 +29,12 @@ import os
 
 from langadapt.io import write_json, write_text
 from langadapt.report.charts import plot_charts
-from langadapt.report.collect import collect, ordered_stages, prediction_dirs, samples
+from langadapt.report.collect import collect, lm_eval_scores, ordered_stages, prediction_dirs, samples, task_scores
 from langadapt.report.goals import Goals, evaluate_goals
 from langadapt.report.render import PPL_LABELS, SECTIONS, render_markdown
 
 __all__ = ["PPL_LABELS", "REPORT_JSON", "REPORT_MD", "SECTIONS", "Goals", "collect", "evaluate_goals",
-           "ordered_stages", "plot_charts", "prediction_dirs", "render_markdown", "samples", "write_report"]
+           "lm_eval_scores", "ordered_stages", "plot_charts", "prediction_dirs", "render_markdown", "samples", "task_scores", "write_report"]
 
 REPORT_MD, REPORT_JSON = "report.md", "report.json"
 

@@ -105,11 +105,24 @@ def task_scores(run_dir: str) -> dict | None:
         scores = os.path.join(folder, "scores.json")
         if os.path.isfile(scores):
             stages.append((name, read_json(scores)))
+    from langadapt.compare import comparison, merge_stages
+
+    stages = merge_stages(stages, lm_eval_scores(run_dir))
     if not stages:
         return None
-    from langadapt.compare import comparison
-
     return {**comparison(ordered_stages(stages)), "path": None}
+
+
+def lm_eval_scores(run_dir: str) -> list[tuple[str, dict]]:
+    """``[(stage, columns)]`` from ``lm_eval/<stage>/lm_eval_summary.json`` (inference/lm_eval.py), oldest first."""
+    root = os.path.join(run_dir, "lm_eval")
+    folders = sorted(glob.glob(os.path.join(root, "*", "lm_eval_summary.json")),
+                     key=lambda p: (os.path.getmtime(p), p))
+    if not folders:
+        return []
+    from langadapt.lm_eval_tasks import read_summary, stage_scores
+
+    return [(os.path.basename(os.path.dirname(p)), stage_scores(read_summary(p))) for p in folders]
 
 
 def ordered_stages(items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
