@@ -23,6 +23,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from langadapt.errors import InputError
+
 logger = logging.getLogger("langadapt")
 
 EXIT_USAGE = 2
@@ -134,6 +136,9 @@ def run_main(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | 
         code = 0
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
+        code = EXIT_USAGE
+    except InputError as e:
+        print(f"error: {e.render()}", file=sys.stderr)
         code = EXIT_USAGE
     except SystemExit as e:
         if _distributed() is None or not isinstance(e.code, int):

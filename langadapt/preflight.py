@@ -1,0 +1,110 @@
+"""Checks that run before a model loads, so that bad input fails in seconds with one clear message.
+
+Each check raises :class:`~langadapt.errors.InputError` carrying the argument it belongs to; the script layer turns
+it into ``error: --flag: ...`` and exit status 2. What is checked here is what transformers would only notice after
+the model loaded (an untrainable schedule, a negative learning rate, a missing logging integration) or not at all
+before writing (an output path under a file, a read-only or full disk).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from typing import Any
+
+from langadapt.errors import InputError
+
+# The Python module behind each --report_to integration, and the pip package that provides it.
+REPORT_TO_MODULES: dict[str, tuple[str, str]] = {
+    "tensorboard": ("tensorboard", "tensorboard"),
+    "wandb": ("wandb", "wandb"),
+    "mlflow": ("mlflow", "mlflow"),
+    "comet_ml": ("comet_ml", "comet-ml"),
+    "neptune": ("neptune", "neptune"),
+    "clearml": ("clearml", "clearml"),
+    "dvclive": ("dvclive", "dvclive"),
+    "codecarbon": ("codecarbon", "codecarbon"),
+    "swanlab": ("swanlab", "swanlab"),
+    "trackio": ("trackio", "trackio"),
+    "dagshub": ("dagshub", "dagshub"),
+    "azure_ml": ("azureml", "azureml-core"),
+    "flyte": ("flytekit", "flytekit"),
+    "kubeflow": ("kubeflow", "kubeflow-training"),
+}
+# Free space a training output needs beyond the model it writes (tokenizer, logs, optimizer-free files), bytes.
+OUTPUT_SLACK_BYTES = 64 * 2**20
+
+
+def check_schedule(max_steps: int, num_train_epochs: float, learning_rate: float) -> None:
+    """A run must train something: ``--max_steps > 0`` or ``--num_train_epochs > 0``; and ``--learning_rate >= 0``."""
+    if max_steps <= 0 and num_train_epochs <= 0:
+        raise InputError(
+            f"--max_steps {max_steps} and --num_train_epochs {num_train_epochs:g} train nothing; give "
+            "--max_steps N (optimizer steps) or --num_train_epochs N (> 0)", arg="max_steps", value=max_steps)
+    if not learning_rate >= 0:  # also NaN
+        raise InputError(f"--learning_rate must be >= 0, got {learning_rate}", arg="learning_rate",
+                         value=learning_rate)
+
+
+def check_report_to(report_to: Any) -> None:
+    """Every ``--report_to`` integration is installed (transformers would fail with a traceback after the model
+    loaded)."""
+    names = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    for name in names:
+        if name in ("none", "all") or name not in REPORT_TO_MODULES:
+            continue  # "all" takes what is installed; transformers itself names unknown integrations
+        module, package = REPORT_TO_MODULES[name]
+        if importlib.util.find_spec(module) is None:
+            raise InputError(f"--report_to {name}: the {module} package is not installed; `pip install {package}` "
+                             "or pass --report_to none (or tensorboard)", arg="report_to", value=name)
+
+
+def _existing_ancestor(path: str) -> str:
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return path
+
+
+def check_output_path(path: str, arg: str = "output_dir", required_bytes: int = 0) -> None:
+    """``path`` can become an output folder: no part of it is a file, the nearest existing folder is writable, and
+    (when ``required_bytes`` is known) its file system has that much free space."""
+    flag = f"--{arg}"
+    if os.path.isfile(path):
+        raise InputError(f"{flag}: {path} is a file; give a folder path", arg=arg, value=path)
+    ancestor = _existing_ancestor(path)
+    if not os.path.isdir(ancestor):
+        raise InputError(f"{flag}: {ancestor} is a file, so {path} cannot be created under it; give a folder path",
+                         arg=arg, value=path)
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(f"{flag}: {ancestor} is not writable (read-only file system or no permission); choose "
+                         "another folder", arg=arg, value=path)
+    if required_bytes > 0:
+        free = shutil.disk_usage(ancestor).free
+        if free < required_bytes:
+            raise InputError(
+                f"{flag}: {ancestor} has {free / 2**30:.2f} GiB free, the outputs need about "
+                f"{required_bytes / 2**30:.2f} GiB; free space or choose another folder", arg=arg, value=path)
+
+
+def model_bytes(model_dir: str | None) -> int:
+    """Size of a local model folder's weight files (0 when it is not a local folder): what saving a full copy takes."""
+    if not model_dir or not os.path.isdir(model_dir):
+        return 0
+    return sum(os.path.getsize(os.path.join(model_dir, f)) for f in os.listdir(model_dir)
+               if f.endswith((".safetensors", ".bin", ".pt")) and os.path.isfile(os.path.join(model_dir, f)))
+
+
+def check_training_run(training_args: Any, model_dir: str | None = None, training_mode: str | None = None) -> None:
+    """Every check a training stage can make before its model loads: schedule and learning rate, ``--report_to``
+    integrations, and the output folder (a full or embeddings-only run writes a whole model copy, so that much free
+    space is required; an adapter is small)."""
+    check_schedule(training_args.max_steps, training_args.num_train_epochs, training_args.learning_rate)
+    check_report_to(training_args.report_to)
+    full_copy = training_mode in ("full", "embeddings")
+    check_output_path(training_args.output_dir, "output_dir",
+                      (model_bytes(model_dir) if full_copy else 0) + OUTPUT_SLACK_BYTES)
