@@ -108,3 +108,42 @@ def check_training_run(training_args: Any, model_dir: str | None = None, trainin
     full_copy = training_mode in ("full", "embeddings")
     check_output_path(training_args.output_dir, "output_dir",
                       (model_bytes(model_dir) if full_copy else 0) + OUTPUT_SLACK_BYTES)
+
+
+# The script a language's new vocabulary is for (the names of langadapt.vocab.SCRIPT_BLOCKS). A language not listed
+# is not checked.
+LANGUAGE_SCRIPTS: dict[str, str] = {
+    "fa": "Arabic", "fas": "Arabic", "per": "Arabic", "persian": "Arabic", "ar": "Arabic", "ur": "Arabic",
+    "ps": "Arabic", "ckb": "Arabic", "ru": "Cyrillic", "uk": "Cyrillic", "bg": "Cyrillic", "el": "Greek",
+    "he": "Hebrew", "hy": "Armenian", "ka": "Georgian", "hi": "Devanagari", "mr": "Devanagari", "ne": "Devanagari",
+    "bn": "Bengali", "ta": "Tamil", "th": "Thai", "am": "Ethiopic", "ko": "Hangul", "zh": "Han", "ja": "Han",
+}
+
+
+def check_corpus_script(lines: list[str], language: str, files: list[str], arg: str = "train_file") -> dict:
+    """A corpus for a new vocabulary must be text of the language's script: refuse one with NUL bytes (a binary
+    file given as text) or without a single letter of the script (an English-only corpus for ``--language fa``
+    trains an add-on of English pieces that merge.py then drops). Returns ``{"script", "script_letters",
+    "letters"}`` for the report (an empty dict when the language's script is not known)."""
+    where = ", ".join(files)
+    for i, line in enumerate(lines):
+        if "\x00" in line:
+            raise InputError(f"--{arg}: {where} holds NUL bytes (line {i + 1} of the text read); it looks like a "
+                             "binary file, give UTF-8 text", arg=arg, value=files)
+    script = LANGUAGE_SCRIPTS.get((language or "").lower())
+    if script is None:
+        return {}
+    from langadapt.vocab import allowed_chars
+
+    allowed = allowed_chars((script,))
+    letters = in_script = 0
+    for line in lines:
+        for c in line:
+            if c.isalpha():
+                letters += 1
+                in_script += c in allowed
+    if in_script == 0:
+        raise InputError(f"--{arg}: {where} holds no {script}-script letter ({letters} letters of other scripts), "
+                         f"so it cannot train a --language {language} vocabulary; give {language} text or set "
+                         "--language", arg=arg, value=files)
+    return {"script": script, "script_letters": in_script, "letters": letters}
