@@ -133,7 +133,8 @@ def main(argv=None) -> dict:
             raise UsageError(f"--eval_files: {path} holds no text (only blank lines or empty 'text' fields); "
                              "give a file with at least one document")
 
-    with atomic_output_dir(args.output_dir, args.overwrite_output_dir, "--output_dir") as tmp:
+    with atomic_output_dir(args.output_dir, args.overwrite_output_dir, "--output_dir",
+                           "--overwrite_output_dir") as tmp:
         # Phase 2: model (+ adapters, or grown table for a larger tokenizer).
         model, tokenizer, tok_path, resize = load_model(args)
         normalizer = NormalizerConfig.from_dir(tok_path)

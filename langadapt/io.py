@@ -132,12 +132,17 @@ def iter_corpus(files: Sequence[str], text_field: str = "text") -> Iterator[str]
         yield from iter_documents(f, text_field)
 
 
-def check_output_dir(path: str, overwrite: bool, flag: str = "--output_dir") -> None:
-    """Refuse an existing, non-empty output folder unless ``overwrite``."""
+def check_output_dir(path: str, overwrite: bool, flag: str = "--output_dir",
+                     overwrite_flag: str = "--overwrite") -> None:
+    """Refuse an existing, non-empty output folder unless ``overwrite`` (the script's flag for it is
+    ``overwrite_flag``, named in the advice), and an output path that cannot become a folder."""
     if os.path.isfile(path):
         raise UsageError(f"{flag}: {path} is a file; give a folder path")
     if os.path.isdir(path) and os.listdir(path) and not overwrite:
-        raise UsageError(f"{flag}: {path} exists and is not empty; choose another folder or pass --overwrite")
+        raise UsageError(f"{flag}: {path} exists and is not empty; choose another folder or pass {overwrite_flag}")
+    from langadapt.preflight import check_output_path
+
+    check_output_path(path, flag.lstrip("-") or "output_dir")  # under a file, read-only
 
 
 def current_umask() -> int:
@@ -242,7 +247,8 @@ def remove_stale_temps(path: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def atomic_output_dir(path: str, overwrite: bool = False, flag: str = "--output_dir") -> Iterator[str]:
+def atomic_output_dir(path: str, overwrite: bool = False, flag: str = "--output_dir",
+                      overwrite_flag: str = "--overwrite") -> Iterator[str]:
     """Build an output folder under a temporary sibling and move it into place on success.
 
     Yields the temporary folder to write into. On an exception the temporary folder is removed and ``path`` is
@@ -250,7 +256,7 @@ def atomic_output_dir(path: str, overwrite: bool = False, flag: str = "--output_
     Temporary siblings that an earlier killed run left are removed first (:func:`remove_stale_temps`), and the
     finished folder has the modes the umask asks for (:func:`honour_umask`).
     """
-    check_output_dir(path, overwrite, flag)
+    check_output_dir(path, overwrite, flag, overwrite_flag)
     path = os.path.abspath(path)
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
