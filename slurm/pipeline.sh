@@ -77,9 +77,9 @@ for kv in "$@"; do
     printf -v "${kv%%=*}" '%s' "${kv#*=}"
 done
 
-: "${RUN_DIR:?set RUN_DIR in the recipe to the folder for all outputs of the run, e.g. RUN_DIR=outputs/paper}"
-: "${BASE_MODEL:?set BASE_MODEL in the recipe to the base model folder, e.g. BASE_MODEL=models/llama-2-7b}"
-: "${STAGES:?set STAGES in the recipe to the training stages in order, space-separated, e.g. pretrain sft}"
+[[ -n ${RUN_DIR:-} ]] || die "set RUN_DIR in the recipe to the folder for all outputs of the run, e.g. RUN_DIR=outputs/paper"
+[[ -n ${BASE_MODEL:-} ]] || die "set BASE_MODEL in the recipe to the base model folder, e.g. BASE_MODEL=models/llama-2-7b"
+[[ -n ${STAGES:-} ]] || die "set STAGES in the recipe to the training stages in order, space-separated, e.g. pretrain sft"
 LOG_DIR=${LOG_DIR:-logs}
 MERGE_FINAL=${MERGE_FINAL:-true}
 SBATCH_ARGS=${SBATCH_ARGS:-}

@@ -249,7 +249,7 @@ def test_missing_required_variable_stops_before_work(name, var, inputs, tmp_path
     variables = _variables(name, inputs)
     del variables[var]
     proc, commands = _run_launcher(name, variables, tmp_path)
-    assert proc.returncode != 0
+    assert proc.returncode == 2, "bad input: the documented exit status (it was 1, bash's own)"
     assert commands == []
     message = proc.stderr.strip().splitlines()[-1]
     assert var in message and "e.g." in message, message
@@ -393,7 +393,7 @@ def test_missing_recipe_variable(tmp_path):
     recipe = tmp_path / "r.env"
     recipe.write_text("STAGES=pt\n")
     proc = _pipeline(["--dry-run", str(recipe)], tmp_path)
-    assert proc.returncode != 0 and "RUN_DIR" in proc.stderr and "e.g." in proc.stderr
+    assert proc.returncode == 2 and "error: set RUN_DIR" in proc.stderr and "e.g." in proc.stderr
 
 
 @pytest.mark.parametrize("recipe", sorted(glob.glob(os.path.join(REPO_ROOT, "configs", "recipes", "*.env"))),
