@@ -97,7 +97,15 @@ def main(argv=None) -> None:
     template = "none" if not args.with_prompt else args.template or load_template_name(model_dir)
     logger.info("model %s + adapters %s, template %r", args.base_model, args.lora_models, template)
 
-    # 2. Test sets: read and validate all of them before loading the model.
+    # 2. Test sets: read and validate all of them before loading the model; the model folders and the output path
+    #    too (a missing, truncated or unwritable one fails now, not after the model loaded).
+    from langadapt import preflight
+
+    preflight.check_model_path(args.base_model, "base_model")
+    for adapter in args.lora_models:
+        preflight.check_model_path(adapter, "lora_model")
+    if args.predictions_dir:
+        preflight.check_output_path(args.predictions_dir, "predictions_dir")
     tests = []
     if not args.interactive:
         for path in list_testsets(args.data_dir):

@@ -8,6 +8,7 @@ before writing (an output path under a file, a read-only or full disk).
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import os
 import shutil
@@ -99,11 +100,39 @@ def model_bytes(model_dir: str | None) -> int:
                if f.endswith((".safetensors", ".bin", ".pt")) and os.path.isfile(os.path.join(model_dir, f)))
 
 
-def check_training_run(training_args: Any, model_dir: str | None = None, training_mode: str | None = None) -> None:
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
+def check_model_path(path: str | None, arg: str = "model_name_or_path") -> None:
+    """A model or adapter folder exists (offline, a name that is no folder cannot be a hub download either), and
+    each of its safetensors files is whole: a truncated or corrupted one (a copy cut short, a full disk) otherwise
+    fails inside the loader with a ``SafetensorError`` that names no file."""
+    if not path:
+        return
+    flag = f"--{arg}"
+    if not os.path.isdir(path):
+        if os.path.exists(path):
+            raise InputError(f"{flag}: {path} is a file; pass the model folder", arg=arg, value=path)
+        if _offline() or path.startswith((".", "/", "~")) or path.count("/") > 1:
+            raise InputError(f"{flag}: {path} does not exist; pass a model folder", arg=arg, value=path)
+        return  # a hub id, downloaded when online
+    from langadapt.lifecycle import _valid_safetensors
+
+    for name in sorted(os.listdir(path)):
+        if name.endswith(".safetensors") and not _valid_safetensors(os.path.join(path, name)):
+            raise InputError(f"{flag}: {os.path.join(path, name)} is truncated or corrupted (its header and size do "
+                             "not agree); copy or download it again", arg=arg, value=path)
+
+
+def check_training_run(training_args: Any, model_dir: str | None = None, training_mode: str | None = None,
+                       peft_path: str | None = None) -> None:
     """Every check a training stage can make before its model loads: schedule and learning rate, ``--report_to``
-    integrations, and the output folder (a full or embeddings-only run writes a whole model copy, so that much free
-    space is required; an adapter is small)."""
+    integrations, the model (and ``--peft_path``) folders, and the output folder (a full or embeddings-only run
+    writes a whole model copy, so that much free space is required; an adapter is small)."""
     check_schedule(training_args.max_steps, training_args.num_train_epochs, training_args.learning_rate)
+    check_model_path(model_dir, "model_name_or_path")
+    check_model_path(peft_path, "peft_path")
     check_report_to(training_args.report_to)
     full_copy = training_mode in ("full", "embeddings")
     check_output_path(training_args.output_dir, "output_dir",
@@ -147,3 +176,16 @@ def check_corpus_script(lines: list[str], language: str, files: list[str], arg: 
                          f"so it cannot train a --language {language} vocabulary; give {language} text or set "
                          "--language", arg=arg, value=files)
     return {"script": script, "script_letters": in_script, "letters": letters}
+
+
+def describe_os_error(e: OSError) -> tuple[int, str] | None:
+    """``(exit status, one-line message)`` for the file-system failures a user fixes (no traceback helps them): a
+    full disk or quota (status 1: nothing was wrong with the input; the rerun resumes), a read-only file system or
+    a permission refused (status 2: choose another path). None for any other error (a traceback then)."""
+    where = f"{e.filename}: " if e.filename else ""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return 1, (f"{where}{e.strerror} (disk full or quota reached); free space and rerun the same command "
+                   "(training resumes from its last checkpoint; outputs are written whole or not at all)")
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return 2, f"{where}{e.strerror}; choose a folder you can write to"
+    return None

@@ -54,7 +54,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     # 2. Where to start, checked before the model loads: flags and output path; resume from the last good checkpoint
     #    (same settings only), restart after an attempt that never reached one, refuse to train over finished results.
     modeling.default_tokenizer_to_adapter(model_args, adapt_args)  # --peft_path alone: the adapter's own tokenizer
-    preflight.check_training_run(training_args, model_args.model_name_or_path, adapt_args.training_mode)
+    preflight.check_training_run(training_args, model_args.model_name_or_path, adapt_args.training_mode,
+                                 adapt_args.peft_path)
     groups = {"model": model_args, "adaptation": adapt_args, "data": data_args, "samples": sample_args,
               "training": training_args}
     checkpoint = lifecycle.start_or_resume(training_args.output_dir, training_args.overwrite_output_dir,

@@ -53,7 +53,8 @@ def main(argv=None):
         logger.info("--llama is no longer needed: every HF causal LM loads with AutoModelForCausalLM")
     # 2. resume detection and input checks, before any model is loaded (bad input fails in seconds)
     default_tokenizer_to_adapter(model_args, adapt_args)  # --peft_path alone: the adapter's own tokenizer
-    preflight.check_training_run(training_args, model_args.model_name_or_path, adapt_args.training_mode)
+    preflight.check_training_run(training_args, model_args.model_name_or_path, adapt_args.training_mode,
+                                 adapt_args.peft_path)
     groups = {"model": model_args, "adaptation": adapt_args, "data": data_args, "samples": sample_args,
               "training": training_args}
     checkpoint = lifecycle.start_or_resume(training_args.output_dir, training_args.overwrite_output_dir,

@@ -160,3 +160,64 @@ def test_differing_arguments_compare_paths_by_target_and_ignore_length(tmp_path,
                "adaptation": AdaptationArguments(training_mode="lora", lora_rank=16),
                "training": {"max_steps": 20, "learning_rate": 1e-3}}
     assert lifecycle.differing_arguments(recorded, current) == [("--lora_rank", 8, 16)]
+
+
+def test_missing_or_truncated_model_is_named_before_anything_loads(tiny_model_dir, ext_dir, corpus, tmp_path):
+    """Weak findings: a missing base model was reported as a tokenizer repo-id error (the tokenizer defaults to the
+    model); a corrupted safetensors file gave a raw SafetensorError naming no file."""
+    import shutil
+
+    argv = base_argv(str(tmp_path / "no_model"), ext_dir, corpus, str(tmp_path / "out"))
+    i = argv.index("--tokenizer_name_or_path")
+    del argv[i:i + 2]
+    with pytest.raises(InputError, match="--model_name_or_path: .*no_model does not exist"):
+        pretrain.main(argv)
+    broken = tmp_path / "broken_model"
+    shutil.copytree(tiny_model_dir, broken)
+    weights = next(broken.glob("*.safetensors"))
+    with open(weights, "r+b") as f:
+        f.truncate(os.path.getsize(weights) // 2)
+    with pytest.raises(InputError, match=f"--model_name_or_path: .*{weights.name} is truncated or corrupted"):
+        pretrain.main(base_argv(str(broken), ext_dir, corpus, str(tmp_path / "out")))
+    assert not (tmp_path / "out").exists()
+
+
+def test_inference_checks_model_and_output_path_before_loading(tiny_model_dir, tmp_path):
+    inference = load_script("inference/inference.py")
+    data = tmp_path / "testset"
+    data.mkdir()
+    (data / "sentiment.json").write_text(json.dumps([{"instruction": "x", "output": "مثبت"}]))
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(InputError, match="--predictions_dir: .*afile is a file"):
+        inference.main(["--base_model", tiny_model_dir, "--data_dir", str(data), "--predictions_dir",
+                        str(tmp_path / "afile" / "preds")])
+    with pytest.raises(InputError, match="--lora_model: .*nope does not exist"):
+        inference.main(["--base_model", tiny_model_dir, "--lora_model", str(tmp_path / "nope"), "--data_dir",
+                        str(data), "--predictions_dir", str(tmp_path / "preds")])
+
+
+@pytest.mark.parametrize("err,code,fragment", [
+    (OSError(28, "No space left on device", "/scratch/out/model.safetensors"), 1, "free space and rerun"),
+    (OSError(30, "Read-only file system", "/ro/out"), 2, "choose a folder you can write to"),
+])
+def test_disk_full_or_read_only_mid_run_is_one_line_not_a_traceback(err, code, fragment, capsys):
+    from langadapt.cli import run_main
+
+    def main(argv):
+        raise err
+
+    with pytest.raises(SystemExit) as e:
+        run_main(main, [])
+    stderr = capsys.readouterr().err
+    assert e.value.code == code and f"error: {err.filename}: {err.strerror}" in stderr and fragment in stderr
+    assert "Traceback" not in stderr
+
+
+def test_other_os_errors_keep_their_traceback():
+    from langadapt.cli import run_main
+
+    def main(argv):
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+    with pytest.raises(ConnectionResetError):
+        run_main(main, [])
