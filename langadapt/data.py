@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from langadapt.cli import UsageError
-from langadapt.io import iter_documents, resolve_files, write_json
+from langadapt.io import honour_umask, iter_documents, resolve_files, write_json
 from langadapt.normalize import NormalizerConfig, normalize
 
 logger = logging.getLogger(__name__)
@@ -239,6 +239,7 @@ def build_source_blocks(source: CorpusSource, tokenizer, normalizer: NormalizerC
             blocks.save_to_disk(tmp_target)
             write_json(os.path.join(tmp_target, CACHE_INFO_FILE), {**parts, "source": source.path,
                                                                     "blocks": len(blocks)})
+            honour_umask(tmp_target)  # mkdtemp is 0700: the cache is shared by the team's jobs
             if os.path.isdir(target) and overwrite_cache:
                 shutil.rmtree(target)
             try:

@@ -191,9 +191,13 @@ def test_inference_checks_model_and_output_path_before_loading(tiny_model_dir, t
     with pytest.raises(InputError, match="--predictions_dir: .*afile is a file"):
         inference.main(["--base_model", tiny_model_dir, "--data_dir", str(data), "--predictions_dir",
                         str(tmp_path / "afile" / "preds")])
-    with pytest.raises(InputError, match="--lora_model: .*nope does not exist"):
-        inference.main(["--base_model", tiny_model_dir, "--lora_model", str(tmp_path / "nope"), "--data_dir",
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")  # cut short
+    with pytest.raises(InputError, match="--lora_model: .*adapter_model.safetensors is truncated or corrupted"):
+        inference.main(["--base_model", tiny_model_dir, "--lora_model", str(adapter), "--data_dir",
                         str(data), "--predictions_dir", str(tmp_path / "preds")])
+    assert not (tmp_path / "preds").exists()
 
 
 @pytest.mark.parametrize("err,code,fragment", [
