@@ -18,6 +18,7 @@ import math
 import os
 import shutil
 import socket
+import struct
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -292,6 +293,25 @@ def write_text(path: str, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+
+
+def safetensors_complete(path: str) -> bool:
+    """Whether a safetensors file is whole: its header parses and the file is as long as the header says (a copy cut
+    short or a save stopped by a full disk fails this; only the header is read, so it is cheap on 7B shards)."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            raw = f.read(8)
+            if len(raw) < 8:
+                return False
+            (n,) = struct.unpack("<Q", raw)
+            if n > size - 8:
+                return False
+            header = json.loads(f.read(n))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        return size >= 8 + n + end
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return False
 
 
 def json_safe(obj: Any) -> Any:

@@ -20,11 +20,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import struct
 from collections.abc import Mapping
 from typing import Any
 
 from langadapt.errors import InputError
+from langadapt.io import safetensors_complete
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +56,12 @@ COMPARED_GROUPS = ("model", "adaptation", "data")
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:
-    from langadapt.runinfo import _as_dict as as_dict
+    """An argument group as ``run_args.json`` records it (TrainingArguments through its ``to_dict``)."""
+    import dataclasses
 
-    value = as_dict(obj)
-    return dict(value) if isinstance(value, Mapping) else {}
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        obj = obj.to_dict() if hasattr(obj, "to_dict") else dataclasses.asdict(obj)
+    return dict(obj) if isinstance(obj, Mapping) else {}
 
 
 def _same(old: Any, new: Any) -> bool:
@@ -97,24 +99,6 @@ def differing_arguments(recorded: Mapping[str, Any], current: Mapping[str, Any])
     return differing
 
 
-def _valid_safetensors(path: str) -> bool:
-    """Whether a safetensors file is whole: its header parses and the file is as long as the header says."""
-    try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
-            raw = f.read(8)
-            if len(raw) < 8:
-                return False
-            (n,) = struct.unpack("<Q", raw)
-            if n > size - 8:
-                return False
-            header = json.loads(f.read(n))
-        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-        return size >= 8 + n + end
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
-        return False
-
-
 def checkpoint_problem(path: str) -> str | None:
     """Why a ``checkpoint-N`` folder cannot be resumed from (None when it can): no or unreadable
     ``trainer_state.json``, or a truncated or unreadable weights file."""
@@ -128,7 +112,7 @@ def checkpoint_problem(path: str) -> str | None:
         return "trainer_state.json is not readable JSON"
     for root, _, names in os.walk(path):
         for name in names:
-            if name.endswith(".safetensors") and not _valid_safetensors(os.path.join(root, name)):
+            if name.endswith(".safetensors") and not safetensors_complete(os.path.join(root, name)):
                 return f"{os.path.relpath(os.path.join(root, name), path)} is truncated or unreadable"
     return None
 

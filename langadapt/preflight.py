@@ -117,10 +117,10 @@ def check_model_path(path: str | None, arg: str = "model_name_or_path") -> None:
         if _offline() or path.startswith((".", "/", "~")) or path.count("/") > 1:
             raise InputError(f"{flag}: {path} does not exist; pass a model folder", arg=arg, value=path)
         return  # a hub id, downloaded when online
-    from langadapt.lifecycle import _valid_safetensors
+    from langadapt.io import safetensors_complete
 
     for name in sorted(os.listdir(path)):
-        if name.endswith(".safetensors") and not _valid_safetensors(os.path.join(path, name)):
+        if name.endswith(".safetensors") and not safetensors_complete(os.path.join(path, name)):
             raise InputError(f"{flag}: {os.path.join(path, name)} is truncated or corrupted (its header and size do "
                              "not agree); copy or download it again", arg=arg, value=path)
 
