@@ -77,9 +77,12 @@ for kv in "$@"; do
     printf -v "${kv%%=*}" '%s' "${kv#*=}"
 done
 
-[[ -n ${RUN_DIR:-} ]] || die "set RUN_DIR in the recipe to the folder for all outputs of the run, e.g. RUN_DIR=outputs/paper"
-[[ -n ${BASE_MODEL:-} ]] || die "set BASE_MODEL in the recipe to the base model folder, e.g. BASE_MODEL=models/llama-2-7b"
-[[ -n ${STAGES:-} ]] || die "set STAGES in the recipe to the training stages in order, space-separated, e.g. pretrain sft"
+[[ -n ${RUN_DIR:-} ]] \
+    || die "set RUN_DIR in the recipe to the folder for all outputs of the run, e.g. RUN_DIR=outputs/paper"
+[[ -n ${BASE_MODEL:-} ]] \
+    || die "set BASE_MODEL in the recipe to the base model folder, e.g. BASE_MODEL=models/llama-2-7b"
+[[ -n ${STAGES:-} ]] \
+    || die "set STAGES in the recipe to the training stages in order, space-separated, e.g. pretrain sft"
 LOG_DIR=${LOG_DIR:-logs}
 MERGE_FINAL=${MERGE_FINAL:-true}
 SBATCH_ARGS=${SBATCH_ARGS:-}
@@ -298,7 +301,8 @@ settings_unchanged() {  # settings_unchanged STEP MARKER OUTPUT...: 0 = skip the
         JOB[$name]="done"
         return 0
     fi
-    if [[ -e $marker && -f $file ]] && [[ $(cat "$file") == "${SETTINGS[$name]}" ]] && ! [[ $file -nt $marker ]]; then
+    if [[ -e $marker && -f $file ]] && [[ $(cat "$file") == "${SETTINGS[$name]}" ]] \
+        && ! [[ $file -nt $marker ]]; then
         echo "step $name: already complete with the same settings ($marker), skipped" >&2
         JOB[$name]="done"
         return 0
