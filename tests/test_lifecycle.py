@@ -225,3 +225,13 @@ def test_other_os_errors_keep_their_traceback():
 
     with pytest.raises(ConnectionResetError):
         run_main(main, [])
+
+
+def test_free_space_is_checked_against_the_size_estimate(tmp_path):
+    import shutil as sh
+
+    free = sh.disk_usage(tmp_path).free
+    preflight.check_output_path(str(tmp_path / "out"), "output_dir", required_bytes=1)
+    with pytest.raises(InputError, match=r"--output_dir: .* GiB free, the outputs need about"):
+        preflight.check_output_path(str(tmp_path / "out" / "deeper"), "output_dir", required_bytes=free * 2)
+    assert not (tmp_path / "out").exists()
