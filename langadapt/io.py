@@ -247,6 +247,33 @@ def remove_stale_temps(path: str) -> list[str]:
     return removed
 
 
+def remove_dead_writers_temps(directory: str, kind: str) -> list[str]:
+    """Remove the ``.<kind>-<host>-<pid>-*`` folders in a shared ``directory`` (a data cache) whose writer was on
+    this host and is gone (killed before it could clean up). Folders of live processes, and of other hosts (jobs that
+    may still be writing another entry of the same cache), are kept. Returns the removed paths."""
+    if not os.path.isdir(directory):
+        return []
+    host = socket.gethostname().split(".")[0].replace("-", "_") or "host"
+    prefix = f".{kind}-{host}-"
+    removed = []
+    for entry in os.listdir(directory):
+        pid = entry[len(prefix):].split("-")[0]
+        if entry.startswith(prefix) and pid.isdigit() and not _pid_alive(int(pid)):
+            full = os.path.join(directory, entry)
+            shutil.rmtree(full, ignore_errors=True)
+            removed.append(full)
+            logger.warning("removed %s, left by a killed run on this host", full)
+    return removed
+
+
+def owned_temp_dir(directory: str, kind: str) -> str:
+    """``tempfile.mkdtemp`` in ``directory`` named ``.<kind>-<host>-<pid>-*``, so that a later run can tell a killed
+    writer's leftovers (:func:`remove_dead_writers_temps`, called first) from a live one's."""
+    remove_dead_writers_temps(directory, kind)
+    host = socket.gethostname().split(".")[0].replace("-", "_") or "host"
+    return tempfile.mkdtemp(prefix=f".{kind}-{host}-{os.getpid()}-", dir=directory)
+
+
 @contextlib.contextmanager
 def atomic_output_dir(path: str, overwrite: bool = False, flag: str = "--output_dir",
                       overwrite_flag: str = "--overwrite") -> Iterator[str]:

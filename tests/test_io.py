@@ -169,3 +169,23 @@ def test_output_path_under_a_file_or_read_only_is_refused(tmp_path):
         with pytest.raises(InputError, match="not writable"):
             with atomic_output_dir(str(ro / "out")):
                 pass
+
+
+def test_cache_temps_of_killed_writers_on_this_host_are_removed(tmp_path):
+    """A pretraining run killed while tokenizing left its `.work-*` folder in the shared cache. The next run removes
+    those of dead processes on this host, and keeps those of live ones and of other hosts (other jobs may be writing
+    other entries of the same cache)."""
+    import socket
+    import subprocess
+
+    from langadapt.io import owned_temp_dir
+
+    host = socket.gethostname().split(".")[0].replace("-", "_")
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    dead, live, other = (f".work-{host}-{proc.pid}-a", f".work-{host}-{os.getpid()}-b", ".work-node7-1-c")
+    for name in (dead, live, other):
+        (tmp_path / name).mkdir()
+    new = owned_temp_dir(str(tmp_path), "work")
+    assert os.path.basename(new).startswith(f".work-{host}-{os.getpid()}-")
+    assert sorted(os.listdir(tmp_path)) == sorted([live, other, os.path.basename(new)])
