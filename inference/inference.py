@@ -100,7 +100,11 @@ def main(argv=None) -> None:
     template = "none" if not args.with_prompt else args.template or load_template_name(model_dir)
     logger.info("model %s + adapters %s, template %r", args.base_model, args.lora_models, template)
 
-    # 2. Test sets: read and validate all of them before loading the model.
+    # 2. Test sets and the output path: read and validate all of them before loading the model.
+    from langadapt import preflight
+
+    if args.predictions_dir:
+        preflight.check_output_path(args.predictions_dir, "predictions_dir")
     tests = []
     if not args.interactive:
         for path in list_testsets(args.data_dir):
@@ -108,7 +112,11 @@ def main(argv=None) -> None:
             tests.append((key, task_of(key), load_testset(path)))
         logger.info("%d test files, %d examples", len(tests), sum(len(t[2]) for t in tests))
 
-    # 3. Model.
+    # 3. Model: a missing base model or a truncated safetensors file is named here, not by the loader's traceback.
+    preflight.check_model_path(args.base_model, "base_model")
+    for adapter in args.lora_models:
+        if os.path.isdir(adapter):  # a missing adapter is named by the adapter loader
+            preflight.check_model_path(adapter, "lora_model")
     options = DecodingOptions(args.repetition_penalty, args.do_sample, args.temperature, args.top_p)
     if args.backend == "vllm":
         check_vllm(args.lora_models)

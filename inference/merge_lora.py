@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 
+from langadapt import preflight
 from langadapt.cli import parse_args, run_main, setup_logging
 from langadapt.merge import MergeArguments, merge_adapters
 
@@ -25,6 +26,8 @@ def main(argv=None):
     (args,) = parse_args((MergeArguments,), argv, description=__doc__)
     setup_logging()
     logger.info("merging %s into %s -> %s", args.adapters, args.base_model, args.output_dir)
+    # the merged model is about as large as the base: refuse a disk that cannot hold it before any weight is read
+    preflight.check_output_path(args.output_dir, "output_dir", preflight.model_bytes(args.base_model))
     # 2. merge, save, reload and check; the folder (with run_args.json) appears only when the check passes
     report = merge_adapters(args)
     logger.info("merged model written to %s (max |logit diff| %s, tolerance %s)", args.output_dir,

@@ -130,8 +130,14 @@ def main(argv=None) -> dict:
     stems = [os.path.splitext(os.path.basename(f))[0] for f in files]
     if len(set(stems)) != len(stems):
         raise UsageError(f"--eval_files: file names must differ (results are keyed by stem): {stems}")
+    documents = {path: read_documents(path, args.max_documents, args.max_words) for path in files}
+    for path, docs in documents.items():
+        if not docs:  # perplexity of no text is 0/0: NaN in the output, exit 0, and a report that reads it
+            raise UsageError(f"--eval_files: {path} holds no text (only blank lines or empty 'text' fields); "
+                             "give a file with at least one document")
 
-    with atomic_output_dir(args.output_dir, args.overwrite_output_dir, "--output_dir") as tmp:
+    with atomic_output_dir(args.output_dir, args.overwrite_output_dir, "--output_dir",
+                           "--overwrite_output_dir") as tmp:
         # Phase 2: model (+ adapters, or grown table for a larger tokenizer).
         model, tokenizer, tok_path, resize = load_model(args)
         normalizer = NormalizerConfig.from_dir(tok_path)
@@ -141,7 +147,7 @@ def main(argv=None) -> dict:
         # Phase 3: score each file.
         results = {}
         for path, stem in zip(files, stems):
-            docs = read_documents(path, args.max_documents, args.max_words)
+            docs = documents[path]
             logger.info("%s: scoring %d documents", path, len(docs))
             results[stem] = {"file": path, **corpus_perplexity(
                 model, tokenizer, docs, block_size, args.batch_tokens, normalizer).to_dict()}

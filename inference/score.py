@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from langadapt.cli import UsageError, parse_args, run_main
 from langadapt.compare import (comparison, comparison_chart, comparison_markdown, merge_stages, score_folder,
                                scores_markdown)
+from langadapt.coverage import check_complete
 from langadapt.evaldata import TASKS
 from langadapt.io import atomic_output_dir, write_json, write_text
 from langadapt.metrics import BLEU_TOKENIZERS
@@ -41,6 +42,9 @@ class ScoreArguments:
     output_dir: str | None = field(default=None, metadata={"help": "Where --compare writes comparison.*."})
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing --output_dir.",
                                                      "aliases": ["--overwrite_output_dir"]})
+    allow_incomplete: bool = field(default=False, metadata={
+        "help": "Score prediction folders that miss records of the test set named in their run_args.json (a "
+                "killed or running inference job); without it they are refused."})
     task: str | None = field(default=None, metadata={
         "help": f"Task of every file ({', '.join(TASKS)}) when the file names do not say."})
     bleu_tokenize: str | None = field(default=None, metadata={
@@ -77,6 +81,8 @@ def main(argv=None) -> dict:
 
     # One folder: scores.json (for tools) and scores.md (for people) beside the predictions.
     if args.predictions_dir:
+        if not args.allow_incomplete and os.path.isdir(args.predictions_dir):
+            check_complete(args.predictions_dir)
         scores = score_folder(args.predictions_dir, args.task, args.bleu_tokenize)
         write_json(os.path.join(args.predictions_dir, "scores.json"), scores)
         write_text(os.path.join(args.predictions_dir, "scores.md"), scores_markdown(scores))
@@ -87,6 +93,8 @@ def main(argv=None) -> dict:
     stages = []
     for item in args.compare:
         name, directory = item.split("=", 1)
+        if not args.allow_incomplete and os.path.isdir(directory):
+            check_complete(directory, arg="compare")
         stages.append((name, score_folder(directory, args.task, args.bleu_tokenize, flag=f"--compare {name}")))
     if args.lm_eval:
         from langadapt.errors import InputError

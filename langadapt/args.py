@@ -352,7 +352,9 @@ class LangAdaptTrainingArguments(_training_arguments_base()):
         default=False,
         metadata={
             "help": "Train from scratch into a non-empty --output_dir. Without it, a folder with checkpoints resumes "
-            "from the last complete one, and a non-empty folder without checkpoints is refused.",
+            "from the last whole one (if the result-shaping flags match its run_args.json), an attempt that never "
+            "reached a checkpoint is moved aside to <output_dir>.attempt-N, and any other non-empty folder is "
+            "refused.",
             "aliases": ["--overwrite"],
         },
     )

@@ -240,6 +240,14 @@ def run_main(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | 
     except InputError as e:
         print(f"error: {e.render()}", file=sys.stderr)
         code = EXIT_USAGE
+    except OSError as e:
+        from langadapt.preflight import describe_os_error
+
+        described = describe_os_error(e)
+        if described is None:
+            raise
+        code, message = described
+        print(f"error: {message}", file=sys.stderr)
     except SystemExit as e:
         if _distributed() is None or not isinstance(e.code, int):
             raise

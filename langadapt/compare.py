@@ -110,8 +110,15 @@ def comparison_markdown(table: dict[str, Any]) -> str:
     head = "| stage | " + " | ".join(f"{c['label']} {c['metric']}" for c in cols) + " |"
     lines = [head, "| --- | " + " | ".join("---:" for _ in cols) + " |"]
     for name, row in table["rows"].items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(row[c["key"]]) for c in cols) + " |")
-    return "\n".join(lines) + "\n\nHeadline metric per column (0-100); every metric is in comparison.json.\n"
+        counts = {k: s.get("n") for k, s in table["scores"].get(name, {}).items()}
+        lines.append(f"| {name} | " + " | ".join(_cell(row[c["key"]], counts.get(c["key"])) for c in cols) + " |")
+    return ("\n".join(lines) + "\n\nHeadline metric per column (0-100), (n) records scored; every metric is in "
+            "comparison.json.\n")
+
+
+def _cell(value, n) -> str:
+    """A table cell: the value and the number of records it stands on, so unequal test subsets show."""
+    return _fmt(value) if value is None or n is None else f"{_fmt(value)} ({n})"
 
 
 def comparison_chart(table: dict[str, Any], path: str) -> None:

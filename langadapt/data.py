@@ -25,7 +25,6 @@ import logging
 import os
 import random
 import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -33,7 +32,7 @@ from typing import Any
 import torch
 
 from langadapt.errors import InputError
-from langadapt.io import iter_documents, resolve_files, write_json
+from langadapt.io import honour_umask, iter_documents, owned_temp_dir, resolve_files, write_json
 from langadapt.normalize import NormalizerConfig, normalize
 
 logger = logging.getLogger(__name__)
@@ -211,7 +210,7 @@ def build_source_blocks(source: CorpusSource, tokenizer, normalizer: NormalizerC
     in_memory = cache_dir is None
     if cache_dir:
         os.makedirs(cache_dir, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=".work-", dir=cache_dir) if cache_dir else None
+    work = owned_temp_dir(cache_dir, "work") if cache_dir else None  # a killed run's leftovers are removed
     try:
         try:
             raw = datasets.Dataset.from_generator(
@@ -238,10 +237,11 @@ def build_source_blocks(source: CorpusSource, tokenizer, normalizer: NormalizerC
         except Exception as e:  # noqa: BLE001 - re-raised, unwrapped when it is ours
             raise _unwrap(e) from None
         if target:
-            tmp_target = tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=cache_dir)
+            tmp_target = owned_temp_dir(cache_dir, f"{key}.tmp")
             blocks.save_to_disk(tmp_target)
             write_json(os.path.join(tmp_target, CACHE_INFO_FILE), {**parts, "source": source.path,
                                                                     "blocks": len(blocks)})
+            honour_umask(tmp_target)  # mkdtemp is 0700: the cache is shared by the team's jobs
             if os.path.isdir(target) and overwrite_cache:
                 shutil.rmtree(target)
             try:

@@ -13,15 +13,25 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import math
 import os
 import shutil
+import socket
+import struct
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from langadapt.errors import InputError
 
+logger = logging.getLogger(__name__)
+
 TEXT_EXTENSIONS = (".txt", ".jsonl")
+# When this process started (module import is early in every stage): temporary folders of our naming older than
+# this, left by a process that is gone, are stale (see remove_stale_temps).
+PROCESS_START = time.time()
 
 
 def resolve_files(
@@ -123,33 +133,171 @@ def iter_corpus(files: Sequence[str], text_field: str = "text") -> Iterator[str]
         yield from iter_documents(f, text_field)
 
 
-def check_output_dir(path: str, overwrite: bool, flag: str = "--output_dir") -> None:
-    """Refuse an existing, non-empty output folder unless ``overwrite``."""
+def check_output_dir(path: str, overwrite: bool, flag: str = "--output_dir",
+                     overwrite_flag: str = "--overwrite") -> None:
+    """Refuse an existing, non-empty output folder unless ``overwrite`` (the script's flag for it is
+    ``overwrite_flag``, named in the advice), and an output path that cannot become a folder."""
     if os.path.isfile(path):
         raise InputError(f"{flag}: {path} is a file; give a folder path")
     if os.path.isdir(path) and os.listdir(path) and not overwrite:
-        raise InputError(f"{flag}: {path} exists and is not empty; choose another folder or pass --overwrite")
+        raise InputError(f"{flag}: {path} exists and is not empty; choose another folder or pass {overwrite_flag}")
+    from langadapt.preflight import check_output_path
+
+    check_output_path(path, flag.lstrip("-") or "output_dir")  # under a file, read-only
+
+
+def current_umask() -> int:
+    """The process umask (read from /proc where possible: setting it to read it is not thread-safe)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def honour_umask(path: str) -> None:
+    """Give ``path`` (a file, or a folder and everything under it) the modes a plain ``mkdir``/``open`` would have:
+    folders ``0777 & ~umask``, files ``0666 & ~umask`` (``0777 & ~umask`` when the owner may execute them).
+
+    ``tempfile.mkdtemp`` makes folders 0700 and safetensors writes its files 0600 whatever the umask, so on a shared
+    disk colleagues and later jobs of other users got "Permission denied". Entries owned by another user are left
+    alone (only the owner may chmod them).
+    """
+    mask = current_umask()
+    dir_mode, file_mode, exec_mode = 0o777 & ~mask, 0o666 & ~mask, 0o777 & ~mask
+    uid = os.getuid()
+
+    def fix(p: str, is_dir: bool) -> None:
+        try:
+            st = os.lstat(p)
+            if st.st_uid != uid or os.path.islink(p):
+                return
+            mode = dir_mode if is_dir else (exec_mode if st.st_mode & 0o100 else file_mode)
+            if st.st_mode & 0o7777 != mode:
+                os.chmod(p, mode)
+        except FileNotFoundError:  # removed meanwhile (a rotated checkpoint)
+            pass
+
+    if not os.path.isdir(path):
+        if os.path.exists(path):
+            fix(path, False)
+        return
+    fix(path, True)
+    for root, dirs, files in os.walk(path):
+        for d in dirs:
+            fix(os.path.join(root, d), True)
+        for f in files:
+            fix(os.path.join(root, f), False)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
+
+
+def temp_prefix(path: str, kind: str = "tmp") -> str:
+    """Name prefix of our temporary siblings of ``path``: ``.<name>.<kind>-<host>-<pid>-`` (host and pid let a later
+    run tell a dead writer's leftovers from a live one's)."""
+    host = socket.gethostname().split(".")[0].replace("-", "_") or "host"
+    return f".{os.path.basename(os.path.abspath(path))}.{kind}-{host}-{os.getpid()}-"
+
+
+def remove_stale_temps(path: str) -> list[str]:
+    """Remove the temporary siblings of ``path`` that an earlier, killed run of the same stage left behind.
+
+    A sibling named ``.<name>.tmp-...`` or ``.<name>.old-...`` (:func:`atomic_output_dir`'s) is stale when it was
+    last changed before this process started and its writer is gone: a dead pid on this host, or any other host
+    (a job on another node that still writes the same output would be a conflict anyway). A killed merge of a 7B
+    model leaves ~14 GB this way. Returns the removed paths.
+    """
+    path = os.path.abspath(path)
+    parent, name = os.path.dirname(path), os.path.basename(path)
+    if not os.path.isdir(parent):
+        return []
+    host = socket.gethostname().split(".")[0].replace("-", "_") or "host"
+    removed = []
+    for entry in os.listdir(parent):
+        for kind in ("tmp", "old"):
+            prefix = f".{name}.{kind}-"
+            if not entry.startswith(prefix):
+                continue
+            full = os.path.join(parent, entry)
+            try:
+                if os.stat(full).st_mtime >= PROCESS_START:
+                    continue
+            except FileNotFoundError:
+                continue
+            parts = entry[len(prefix):].split("-")
+            # Our naming: <host>-<pid>-<random>; the older <random>-only naming has no owner to ask.
+            if len(parts) >= 3 and parts[1].isdigit() and parts[0] == host and _pid_alive(int(parts[1])):
+                continue
+            shutil.rmtree(full, ignore_errors=True) if os.path.isdir(full) else os.remove(full)
+            removed.append(full)
+            logger.warning("removed %s, left by an earlier run of this stage that did not finish", full)
+    return removed
+
+
+def remove_dead_writers_temps(directory: str, kind: str) -> list[str]:
+    """Remove the ``.<kind>-<host>-<pid>-*`` folders in a shared ``directory`` (a data cache) whose writer was on
+    this host and is gone (killed before it could clean up). Folders of live processes, and of other hosts (jobs that
+    may still be writing another entry of the same cache), are kept. Returns the removed paths."""
+    if not os.path.isdir(directory):
+        return []
+    host = socket.gethostname().split(".")[0].replace("-", "_") or "host"
+    prefix = f".{kind}-{host}-"
+    removed = []
+    for entry in os.listdir(directory):
+        pid = entry[len(prefix):].split("-")[0]
+        if entry.startswith(prefix) and pid.isdigit() and not _pid_alive(int(pid)):
+            full = os.path.join(directory, entry)
+            shutil.rmtree(full, ignore_errors=True)
+            removed.append(full)
+            logger.warning("removed %s, left by a killed run on this host", full)
+    return removed
+
+
+def owned_temp_dir(directory: str, kind: str) -> str:
+    """``tempfile.mkdtemp`` in ``directory`` named ``.<kind>-<host>-<pid>-*``, so that a later run can tell a killed
+    writer's leftovers (:func:`remove_dead_writers_temps`, called first) from a live one's."""
+    remove_dead_writers_temps(directory, kind)
+    host = socket.gethostname().split(".")[0].replace("-", "_") or "host"
+    return tempfile.mkdtemp(prefix=f".{kind}-{host}-{os.getpid()}-", dir=directory)
 
 
 @contextlib.contextmanager
-def atomic_output_dir(path: str, overwrite: bool = False, flag: str = "--output_dir") -> Iterator[str]:
+def atomic_output_dir(path: str, overwrite: bool = False, flag: str = "--output_dir",
+                      overwrite_flag: str = "--overwrite") -> Iterator[str]:
     """Build an output folder under a temporary sibling and move it into place on success.
 
     Yields the temporary folder to write into. On an exception the temporary folder is removed and ``path`` is
     left as it was. With ``overwrite`` an existing ``path`` is replaced only once the new folder is complete.
+    Temporary siblings that an earlier killed run left are removed first (:func:`remove_stale_temps`), and the
+    finished folder has the modes the umask asks for (:func:`honour_umask`).
     """
-    check_output_dir(path, overwrite, flag)
+    check_output_dir(path, overwrite, flag, overwrite_flag)
     path = os.path.abspath(path)
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
+    remove_stale_temps(path)
+    tmp = tempfile.mkdtemp(prefix=temp_prefix(path), dir=parent)
     try:
         yield tmp
+        honour_umask(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if os.path.exists(path):
-        old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old-", dir=parent)
+        old = tempfile.mkdtemp(prefix=temp_prefix(path, "old"), dir=parent)
         os.rename(path, os.path.join(old, "x"))
         os.rename(tmp, path)
         shutil.rmtree(old, ignore_errors=True)
@@ -165,8 +313,8 @@ def write_text(path: str, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        # mkstemp creates the file 0600; outputs are shared with collaborators and later jobs, so make it 0644.
-        os.chmod(tmp, 0o644)
+        # mkstemp creates the file 0600; outputs are shared with collaborators and later jobs: the umask decides.
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -174,14 +322,54 @@ def write_text(path: str, text: str) -> None:
         raise
 
 
+def safetensors_complete(path: str) -> bool:
+    """Whether a safetensors file is whole: its header parses and the file is as long as the header says (a copy cut
+    short or a save stopped by a full disk fails this; only the header is read, so it is cheap on 7B shards)."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            raw = f.read(8)
+            if len(raw) < 8:
+                return False
+            (n,) = struct.unpack("<Q", raw)
+            if n > size - 8:
+                return False
+            header = json.loads(f.read(n))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        return size >= 8 + n + end
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return False
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by ``None`` (JSON ``null``), in nested dicts, lists and
+    tuples. ``json.dumps`` writes them as ``NaN``/``Infinity``, which is not JSON: ``jq``, JavaScript and most
+    readers other than Python's reject the whole file."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if type(obj).__module__ == "numpy" and hasattr(obj, "item"):  # numpy scalars (metrics often are)
+        return json_safe(obj.item())
+    return obj
+
+
+def dumps_json(obj: Any, **kwargs: Any) -> str:
+    """``json.dumps`` that never writes ``NaN``/``Infinity`` (see :func:`json_safe`); Persian kept readable."""
+    kwargs.setdefault("ensure_ascii", False)
+    return json.dumps(json_safe(obj), allow_nan=False, **kwargs)
+
+
 def write_json(path: str, obj: Any) -> None:
-    """Write JSON (UTF-8, Persian kept readable) atomically."""
-    write_text(path, json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
+    """Write JSON (UTF-8, Persian kept readable) atomically; non-finite numbers become ``null``."""
+    write_text(path, dumps_json(obj, indent=2, default=str) + "\n")
 
 
 def write_jsonl(path: str, records: Iterable[Any]) -> None:
-    """Write one JSON object per line (UTF-8, Persian kept readable) atomically."""
-    write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    """Write one JSON object per line (UTF-8, Persian kept readable) atomically; non-finite numbers become ``null``."""
+    write_text(path, "".join(dumps_json(r) + "\n" for r in records))
 
 
 def read_json(path: str, flag: str | None = None) -> Any:

@@ -45,16 +45,22 @@ def main(argv: Sequence[str] | None = None) -> dict:
     setup_logging()
     from transformers import Trainer, set_seed
 
-    from langadapt import data, modeling, training
+    from langadapt import data, lifecycle, modeling, preflight, training
 
     if data_args.streaming and training_args.max_steps <= 0:
         raise UsageError("--streaming needs --max_steps: a stream has no length to count epochs by")
     if model_args.llama:
         logger.info("--llama is no longer needed: every HF causal LM loads with AutoModelForCausalLM")
 
-    # 2. Where to start: resume from the last checkpoint in output_dir, refuse to train over finished results.
-    checkpoint = training.resolve_checkpoint(training_args.output_dir, training_args.overwrite_output_dir,
-                                             training_args.resume_from_checkpoint)
+    # 2. Where to start, checked before the model loads: flags and output path; resume from the last good checkpoint
+    #    (same settings only), restart after an attempt that never reached one, refuse to train over finished results.
+    modeling.default_tokenizer_to_adapter(model_args, adapt_args)  # --peft_path alone: the adapter's own tokenizer
+    preflight.check_training_run(training_args, model_args.model_name_or_path, adapt_args.training_mode,
+                                 adapt_args.peft_path)
+    groups = {"model": model_args, "adaptation": adapt_args, "data": data_args, "samples": sample_args,
+              "training": training_args}
+    checkpoint = lifecycle.start_or_resume(training_args.output_dir, training_args.overwrite_output_dir,
+                                           training_args.resume_from_checkpoint, groups)
     set_seed(training_args.seed)
 
     # 3. Model and tokenizer: load, grow the vocabulary, initialise new rows, set what is trained.
@@ -78,9 +84,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     resolved = {**prepared.resolved(), "data": report.to_dict(), "block_size": block_size,
                 "resumed_from": checkpoint,
                 "tokens_per_step": training.tokens_per_step(training_args, block_size)}
-    training.save_run_args(training_args.output_dir, {"model": model_args, "adaptation": adapt_args,
-                                                      "data": data_args, "samples": sample_args,
-                                                      "training": training_args}, resolved)
+    training.save_run_args(training_args.output_dir, groups, resolved)
 
     # 6. Train, with eval loss/perplexity and sample generations at each evaluation.
     prompts = training.load_prompts(sample_args.sample_prompts_file, prepared.normalizer)
@@ -90,7 +94,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     )
     preemption = training.PreemptionCallback()  # SIGUSR1/SIGTERM: checkpoint at the next step, exit 75, requeue
     trainer = Trainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
-                      data_collator=data.collate_blocks, processing_class=tokenizer, callbacks=[callback, preemption])
+                      data_collator=data.collate_blocks, processing_class=tokenizer,
+                      callbacks=[callback, preemption, lifecycle.output_modes_callback()])
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
     training.exit_if_preempted(preemption, training_args.output_dir)
 
@@ -103,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         metrics.update(training.eval_metrics(trainer.evaluate()))
     trainer.log_metrics("all", metrics)
     training.save_all_results(training_args.output_dir, metrics)
+    lifecycle.finish_outputs(training_args.output_dir)  # safetensors files are 0600 whatever the umask
     return metrics
 
 

@@ -24,6 +24,7 @@ import os
 
 from transformers import Trainer, set_seed
 
+from langadapt import lifecycle, preflight
 from langadapt.args import (
     AdaptationArguments, ModelArguments, SampleArguments, SeedSFTDataArguments, SFTTrainingArguments,
 )
@@ -36,7 +37,7 @@ from langadapt.sft_data import (
 from langadapt.templates import prompt_adds_special_tokens, save_template_name
 from langadapt.training import (
     SAMPLES_FILE, PreemptionCallback, SampleGenerationCallback, eval_metrics, exit_if_preempted, is_main_process,
-    load_prompts, resolve_checkpoint, save_all_results, save_run_args, world_size,
+    load_prompts, save_all_results, save_run_args, world_size,
 )
 
 logger = logging.getLogger("sft")
@@ -54,9 +55,13 @@ def main(argv=None):
     if model_args.llama:
         logger.info("--llama is no longer needed: every HF causal LM loads with AutoModelForCausalLM")
     # 2. resume detection and input checks, before any model is loaded (bad input fails in seconds)
-    checkpoint = resolve_checkpoint(training_args.output_dir, training_args.overwrite_output_dir,
-                                    training_args.resume_from_checkpoint)
     default_tokenizer_to_adapter(model_args, adapt_args)  # --peft_path alone: the adapter's own tokenizer
+    preflight.check_training_run(training_args, model_args.model_name_or_path, adapt_args.training_mode,
+                                 adapt_args.peft_path)
+    groups = {"model": model_args, "adaptation": adapt_args, "data": data_args, "samples": sample_args,
+              "training": training_args}
+    checkpoint = lifecycle.start_or_resume(training_args.output_dir, training_args.overwrite_output_dir,
+                                           training_args.resume_from_checkpoint, groups)
     tok_dir = model_args.tokenizer_name_or_path
     normalizer = NormalizerConfig.from_dir(tok_dir) if os.path.isdir(tok_dir) else NormalizerConfig()
     train_records = read_sft_records(data_args.dataset_paths, "dataset_dir", normalizer)
@@ -91,16 +96,14 @@ def main(argv=None):
                 ", packed" if data_args.packing else "")
 
     # 5. provenance before training starts, so a crashed or preempted run still says what it was
-    save_run_args(training_args.output_dir,
-                  {"model": model_args, "adaptation": adapt_args, "data": data_args, "samples": sample_args,
-                   "training": training_args},
+    save_run_args(training_args.output_dir, groups,
                   {**prepared.resolved(), "max_seq_length": max_len, "resumed_from": checkpoint,
                    "train_data": train_stats.as_dict("train"),
                    "eval_data": eval_stats.as_dict("eval") if eval_stats else None})
 
     # 6. trainer, with sample generations at every evaluation
     preemption = PreemptionCallback()  # SIGUSR1/SIGTERM: checkpoint at the next step, exit 75, the launcher requeues
-    callbacks = [preemption]
+    callbacks = [preemption, lifecycle.output_modes_callback()]
     if eval_dataset is not None and sample_args.sample_max_new_tokens > 0:
         instructions = load_prompts(sample_args.sample_prompts_file) if sample_args.sample_prompts_file else None
         prompts = sample_prompts(instructions, data_args.template, tokenizer, normalizer)
@@ -129,6 +132,7 @@ def main(argv=None):
         metrics.update(eval_metrics(trainer.evaluate()))
         metrics.update(eval_stats.as_dict("eval"))
     save_all_results(training_args.output_dir, metrics)
+    lifecycle.finish_outputs(training_args.output_dir)  # safetensors files are 0600 whatever the umask
     return metrics
 
 

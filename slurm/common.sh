@@ -24,6 +24,12 @@ LA_EXTRA=("$@")  # the launcher's own arguments (sourcing without arguments keep
 LA_CHILD=
 LA_START=$SECONDS
 
+# Exit-status contract (README): 0 done, 2 bad input, 75 preempted (requeued), 1 internal error. A launcher's
+# required-variable checks (${VAR:?message}) end the shell with status 1; until the banner starts, that can only be
+# such a check (or another input check), so it leaves with 2 instead.
+LA_READY=
+trap 'la_rc=$?; if ((la_rc == 1)) && [[ -z $LA_READY ]]; then exit 2; fi' EXIT
+
 la_log() { echo "[$(date +%H:%M:%S)] ${STEP_NAME}: $*" >&2; }
 la_die() { echo "error: ${STEP_NAME}: $*" >&2; exit 2; }
 
@@ -101,6 +107,7 @@ la_topology() {
 # The banner: where we run, the restart count (a requeued job says so), and every resolved setting.
 # Usage: la_banner VAR... (names of the launcher's variables).
 la_banner() {
+    LA_READY=1
     la_topology
     {
         echo "=== langadapt ${STEP_NAME} ($(basename "${LANGADAPT_LAUNCHER:-$0}")) on $(hostname -s) at $(date '+%F %T')"

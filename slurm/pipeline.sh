@@ -7,8 +7,12 @@
 #
 # VAR=value arguments override the recipe. On Slurm every job gets --dependency=afterok:<ids> and
 # --kill-on-invalid-dep=yes (a failed step cancels everything after it), and the job ids are printed. A step whose
-# output is already complete is skipped (its marker file exists), so rerunning a recipe after a failure redoes only
-# what is missing; delete a step's folder to redo it.
+# output is complete (its marker file exists) and whose settings (its variables and the settings of the steps it
+# depends on, recorded in RUN_DIR/.steps/<step>.settings) are unchanged is skipped, so rerunning a recipe after a
+# failure redoes only what is missing. A step whose settings changed is rerun, and so is every step after it that
+# depends on it; its old output is moved to RUN_DIR/.superseded/<time>/ (never deleted), and the change is printed.
+# A variable with a group prefix that no launcher of that group reads (PT_LEARNIG_RATE) is an error naming the
+# closest known one.
 #
 # ---------------------------------------------------------------------------------------------------------------
 # Recipe format: a bash file of variables (sourced; configs/recipes/example.env is a complete one).
@@ -78,9 +82,12 @@ for kv in "$@"; do
     printf -v "${kv%%=*}" '%s' "${kv#*=}"
 done
 
-: "${RUN_DIR:?set RUN_DIR in the recipe to the folder for all outputs of the run, e.g. RUN_DIR=outputs/paper}"
-: "${BASE_MODEL:?set BASE_MODEL in the recipe to the base model folder, e.g. BASE_MODEL=models/llama-2-7b}"
-: "${STAGES:?set STAGES in the recipe to the training stages in order, space-separated, e.g. pretrain sft}"
+[[ -n ${RUN_DIR:-} ]] \
+    || die "set RUN_DIR in the recipe to the folder for all outputs of the run, e.g. RUN_DIR=outputs/paper"
+[[ -n ${BASE_MODEL:-} ]] \
+    || die "set BASE_MODEL in the recipe to the base model folder, e.g. BASE_MODEL=models/llama-2-7b"
+[[ -n ${STAGES:-} ]] \
+    || die "set STAGES in the recipe to the training stages in order, space-separated, e.g. pretrain sft"
 LOG_DIR=${LOG_DIR:-logs}
 MERGE_FINAL=${MERGE_FINAL:-true}
 SBATCH_ARGS=${SBATCH_ARGS:-}
@@ -131,6 +138,52 @@ if [[ -n ${TOKENIZER_TRAIN_FILE:-} && -n ${TOKENIZER_NAME_OR_PATH:-} ]]; then
     die "set either TOKENIZER_TRAIN_FILE (build a tokenizer) or TOKENIZER_NAME_OR_PATH (use one), not both"
 fi
 
+# Every <PREFIX>_<VAR> must be a variable the group's launcher (or common.sh) reads, or one of the pipeline's own
+# keys: a misspelled PT_LEARNIG_RATE would otherwise be ignored and the default used.
+launcher_vars() {  # launcher_vars LAUNCHER: the variable names slurm/LAUNCHER.sbatch and common.sh read or set
+    grep -ohE '\$\{[A-Z][A-Z0-9_]*|^[[:space:]]*[A-Z][A-Z0-9_]*=' "$ROOT/slurm/$1.sbatch" "$ROOT/slurm/common.sh" \
+        | sed -E 's/^\$\{//; s/^[[:space:]]*//; s/=$//' | sort -u
+}
+closest_name() {  # closest_name NAME CANDIDATE...: the candidate with the smallest edit distance to NAME
+    printf '%s\n' "${@:2}" | awk -v w="$1" '
+        function dist(a, b,   i, j, la, lb, d, c) {
+            la = length(a); lb = length(b)
+            for (i = 0; i <= la; i++) d[i, 0] = i
+            for (j = 0; j <= lb; j++) d[0, j] = j
+            for (i = 1; i <= la; i++) for (j = 1; j <= lb; j++) {
+                c = d[i - 1, j - 1] + (substr(a, i, 1) != substr(b, j, 1))
+                if (d[i - 1, j] + 1 < c) c = d[i - 1, j] + 1
+                if (d[i, j - 1] + 1 < c) c = d[i, j - 1] + 1
+                d[i, j] = c
+            }
+            return d[la, lb]
+        }
+        { x = dist(w, $0); if (best == "" || x < bestd) { best = $0; bestd = x } }
+        END { print best }'
+}
+check_group_vars() {  # check_group_vars PREFIX LAUNCHER [PIPELINE_KEY...]
+    local prefix=$1 launcher=$2 var name other known=()
+    mapfile -t known < <(launcher_vars "$launcher")
+    known+=(KIND FROM SBATCH_ARGS "${@:3}")
+    for var in $(compgen -v "${prefix}_"); do
+        for other in "${PREFIXES[@]}"; do  # stage pt_fa's PT_FA_X is not stage pt's FA_X
+            if [[ ${#other} -gt ${#prefix} && $other == "${prefix}_"* && $var == "${other}_"* ]]; then continue 2; fi
+        done
+        name=${var#"${prefix}"_}
+        [[ " ${known[*]} " == *" $name "* ]] && continue
+        die "$var: slurm/$launcher.sbatch has no variable $name, so it would be ignored; did you mean" \
+            "${prefix}_$(closest_name "$name" "${known[@]}")? (recipe $RECIPE)"
+    done
+}
+check_group_vars TOKENIZER tokenizer NAME_OR_PATH
+check_group_vars EVAL inference
+check_group_vars MERGE merge FINAL
+check_group_vars REPORT report
+for s in "${STAGE_LIST[@]}"; do
+    kind_var=${s^^}_KIND
+    check_group_vars "${s^^}" "${!kind_var}"
+done
+
 # ------------------------------------------------------------------------------------------ running steps
 mkdir -p "$RUN_DIR" "$LOG_DIR"
 RUN_DIR=$(cd "$RUN_DIR" && pwd)  # jobs may start in another folder; absolute paths keep them right
@@ -174,6 +227,13 @@ step() {
         read -r -a sbatch_extra <<<"${!sb:-}"
     fi
     assigns+=("${forced[@]}" "STEP_NAME=$name" "TIMINGS_DIR=$TIMINGS_DIR")
+    if [[ -n $DONE_MARKER ]]; then
+        local marker=$DONE_MARKER outputs=("${DONE_OUTPUTS[@]}")
+        DONE_MARKER=
+        DONE_OUTPUTS=()
+        settings_current "$name" "$launcher" "$deps" "${assigns[@]}"
+        if settings_unchanged "$name" "$marker" "${outputs[@]}"; then return 0; fi
+    fi
     for dep in $deps; do [[ -n ${JOB[$dep]:-} && ${JOB[$dep]} != "done" ]] && ids+=("${JOB[$dep]}"); done
 
     case $MODE in
@@ -211,13 +271,67 @@ step() {
     esac
 }
 
-# done_marker STEP FILE: a step whose output marker exists is not run again.
-is_done() {
-    if [[ -e $2 ]]; then
-        echo "step $1: already complete ($2 exists), skipped" >&2
-        JOB[$1]="done"
+# Skipping finished steps, keyed on settings. `done_when MARKER [OUTPUT...]` before `step` makes that step skip
+# itself when MARKER exists and RUN_DIR/.steps/<step>.settings (its variables, and the settings of the steps it
+# depends on) is unchanged and not newer than MARKER (a later submission with these settings did not finish). When
+# the settings changed, the OUTPUT folders (default: MARKER's folder) are moved to RUN_DIR/.superseded/<time>/.
+STEPS_DIR=$RUN_DIR/.steps
+SUPERSEDED_DIR=$RUN_DIR/.superseded/$(date +%Y%m%d-%H%M%S)
+DONE_MARKER=
+DONE_OUTPUTS=()
+declare -A SETTINGS=()  # step -> its settings text (variables + dependencies' settings digests)
+declare -A DIGEST=()    # step -> digest of its settings
+done_when() {
+    DONE_MARKER=$1
+    DONE_OUTPUTS=("${@:2}")
+    [[ ${#DONE_OUTPUTS[@]} -gt 0 ]] || DONE_OUTPUTS=("$(dirname "$1")")
+}
+settings_current() {  # settings_current STEP LAUNCHER "DEPS" ASSIGN...: SETTINGS[STEP], DIGEST[STEP]
+    local name=$1 launcher=$2 deps=$3 dep text
+    text="launcher=$launcher"$'\n'"$(printf '%s\n' "${@:4}" | grep -v '^STEP_NAME=\|^TIMINGS_DIR=' | LC_ALL=C sort)"
+    for dep in $deps; do [[ -n ${DIGEST[$dep]:-} ]] && text+=$'\n'"after $dep: ${DIGEST[$dep]}"; done
+    SETTINGS[$name]=$text
+    DIGEST[$name]=$(printf '%s\n' "$text" | cksum | cut -d' ' -f1)
+}
+settings_unchanged() {  # settings_unchanged STEP MARKER OUTPUT...: 0 = skip the step; else record and go on
+    local name=$1 marker=$2 file=$STEPS_DIR/$1.settings out changed
+    if [[ -e $marker && ! -f $file ]]; then  # finished before settings were recorded: take them as they are now
+        echo "step $name: already complete ($marker exists; no settings record, so today's are assumed: delete" \
+            "$(dirname "$marker") to redo it), skipped" >&2
+        if [[ $MODE != dry ]]; then
+            mkdir -p "$STEPS_DIR"
+            printf '%s\n' "${SETTINGS[$name]}" >"$file"
+            touch -r "$marker" "$file"
+        fi
+        JOB[$name]="done"
         return 0
     fi
+    if [[ -e $marker && -f $file ]] && [[ $(cat "$file") == "${SETTINGS[$name]}" ]] \
+        && ! [[ $file -nt $marker ]]; then
+        echo "step $name: already complete with the same settings ($marker), skipped" >&2
+        JOB[$name]="done"
+        return 0
+    fi
+    if [[ -f $file && $(cat "$file") != "${SETTINGS[$name]}" ]]; then
+        changed=$({ diff <(cat "$file") <(printf '%s\n' "${SETTINGS[$name]}") || true; } | sed -n 's/^[<>] //p' \
+            | sed 's/=.*//; s/: .*//' | sort -u | paste -sd, -)
+        if [[ $MODE == dry ]]; then
+            echo "step $name: settings changed since it ran (${changed}): would rerun" >&2
+            return 1
+        fi
+        echo "step $name: settings changed since it ran (${changed}): rerunning" >&2
+        for out in "$@"; do
+            [[ $out == "$marker" ]] && continue
+            if [[ -e $out ]]; then
+                mkdir -p "$SUPERSEDED_DIR"
+                mv "$out" "$SUPERSEDED_DIR/$name.$(basename "$out")"
+                echo "step $name: its earlier output $out moved to $SUPERSEDED_DIR/$name.$(basename "$out")" >&2
+            fi
+        done
+    fi
+    [[ $MODE == dry ]] && return 1
+    mkdir -p "$STEPS_DIR"
+    printf '%s\n' "${SETTINGS[$name]}" >"$file"
     return 1
 }
 
@@ -229,8 +343,8 @@ TOK_DEP=
 if [[ -n ${TOKENIZER_TRAIN_FILE:-} ]]; then
     TOK=$RUN_DIR/tokenizer
     TOK_DEP=tokenizer
-    is_done tokenizer "$TOK/langadapt_tokenizer.json" \
-        || step tokenizer tokenizer "" "BASE_TOKENIZER=$BASE_MODEL" "!OUTPUT_DIR=$TOK" "!EXTRA_DIR=$RUN_DIR/tokenizer.addon" \
+    done_when "$TOK/langadapt_tokenizer.json" "$TOK" "$RUN_DIR/tokenizer.addon"
+    step tokenizer tokenizer "" "BASE_TOKENIZER=$BASE_MODEL" "!OUTPUT_DIR=$TOK" "!EXTRA_DIR=$RUN_DIR/tokenizer.addon" \
             -- TOKENIZER
 fi
 
@@ -243,7 +357,7 @@ eval_step() {  # eval_step NAME "DEPS" MODEL ADAPTER [TOKENIZER]
     [[ $EVAL_DATA_DIR == none ]] && marker=$RUN_DIR/perplexity/$name/perplexity.json
     [[ $EVAL_DATA_DIR == none && -z $EVAL_PERPLEXITY_FILES ]] && return 0
     EVALS+=("eval_$name")
-    is_done "eval_$name" "$marker" && return 0
+    done_when "$marker" "$RUN_DIR/predictions/$name" "$RUN_DIR/perplexity/$name"
     local ppl=()
     [[ -n $EVAL_PERPLEXITY_FILES ]] && ppl=("!PERPLEXITY_DIR=$RUN_DIR/perplexity/$name" "!PERPLEXITY_NAME=$name")
     step "eval_$name" inference "$deps" "!BASE_MODEL=$model" "!LORA_MODEL=$adapter" "TOKENIZER_PATH=$tok" \
@@ -264,8 +378,8 @@ eval_step base "" "$BASE_MODEL" ""
 lm_eval_step base "" "$BASE_MODEL" ""
 if [[ -n $TOK && -n $EVAL_PERPLEXITY_FILES ]]; then
     EVALS+=(eval_base_merged)
-    is_done eval_base_merged "$RUN_DIR/perplexity/base_merged/perplexity.json" \
-        || step eval_base_merged inference "$TOK_DEP" "!BASE_MODEL=$BASE_MODEL" "!TOKENIZER_PATH=$TOK" "!DATA_DIR=none" \
+    done_when "$RUN_DIR/perplexity/base_merged/perplexity.json"
+    step eval_base_merged inference "$TOK_DEP" "!BASE_MODEL=$BASE_MODEL" "!TOKENIZER_PATH=$TOK" "!DATA_DIR=none" \
             "!PERPLEXITY_DIR=$RUN_DIR/perplexity/base_merged" "!PERPLEXITY_NAME=base_merged" -- EVAL
 fi
 
@@ -274,7 +388,7 @@ declare -A MODEL=() ADAPTER=()  # stage -> the model folder it applies to / its 
 merge_step() {  # merge_step STAGE: RUN_DIR/<stage>_merged from the stage's adapter (once)
     local s=$1
     [[ -n ${JOB[merge_$s]:-} ]] && return 0
-    is_done "merge_$s" "$RUN_DIR/${s}_merged/merge_report.json" && return 0
+    done_when "$RUN_DIR/${s}_merged/merge_report.json"
     step "merge_$s" merge "$s" "!BASE_MODEL=${MODEL[$s]}" "!LORA_MODEL=${ADAPTER[$s]}" \
         "!OUTPUT_DIR=$RUN_DIR/${s}_merged" -- MERGE
 }
@@ -311,7 +425,8 @@ for s in "${STAGE_LIST[@]}"; do
         full | embeddings) MODEL[$s]=$RUN_DIR/$s; ADAPTER[$s]= ;;
         *) MODEL[$s]=$model; ADAPTER[$s]=$RUN_DIR/$s ;;
     esac
-    is_done "$s" "$RUN_DIR/$s/all_results.json" || step "$s" "${!kind_var}" "$deps" "${vars[@]}" -- "$P"
+    done_when "$RUN_DIR/$s/all_results.json"
+    step "$s" "${!kind_var}" "$deps" "${vars[@]}" -- "$P"
     eval_step "$s" "$s" "${MODEL[$s]}" "${ADAPTER[$s]}"
     lm_eval_step "$s" "$s" "${MODEL[$s]}" "${ADAPTER[$s]}"
     COMPARE+=" $s=$RUN_DIR/predictions/$s"

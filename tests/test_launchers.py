@@ -290,7 +290,7 @@ def test_missing_required_variable_stops_before_work(name, var, inputs, tmp_path
     variables = _variables(name, inputs)
     del variables[var]
     proc, commands = _run_launcher(name, variables, tmp_path)
-    assert proc.returncode != 0
+    assert proc.returncode == 2, "bad input: the documented exit status (it was 1, bash's own)"
     assert commands == []
     message = proc.stderr.strip().splitlines()[-1]
     assert var in message and "e.g." in message, message
@@ -454,7 +454,7 @@ def test_missing_recipe_variable(tmp_path):
     recipe = tmp_path / "r.env"
     recipe.write_text("STAGES=pt\n")
     proc = _pipeline(["--dry-run", str(recipe)], tmp_path)
-    assert proc.returncode != 0 and "RUN_DIR" in proc.stderr and "e.g." in proc.stderr
+    assert proc.returncode == 2 and "error: set RUN_DIR" in proc.stderr and "e.g." in proc.stderr
 
 
 @pytest.mark.parametrize("recipe", sorted(glob.glob(os.path.join(REPO_ROOT, "configs", "recipes", "*.env"))),
@@ -493,3 +493,80 @@ def test_shipped_run_configs_parse_and_take_overrides(config, script, monkeypatc
     parsed = _parse_with_script(os.path.join(REPO_ROOT, script), [path, "--max_steps", "3"], monkeypatch)
     assert parsed[-1].max_steps == 3 and parsed[0].model_name_or_path == "models/llama-2-7b"
     assert parsed[1].training_mode == "lora"
+
+
+def test_misspelled_recipe_variable_is_an_error_naming_the_closest(inputs, tmp_path):
+    """Finding 6: PT_LEARNIG_RATE=5e-1 was ignored and the pipeline ran with the default learning rate."""
+    recipe = tmp_path / "r.env"
+    recipe.write_text(f"RUN_DIR={tmp_path}/run\nBASE_MODEL={inputs['model']}\nSTAGES='pt'\nPT_KIND=pretrain\n"
+                      "PT_DATASET_DIR=d\n")
+    for override, message in (("PT_LEARNIG_RATE=5e-1", "PT_LEARNIG_RATE: slurm/pretrain.sbatch has no variable "
+                                                       "LEARNIG_RATE, so it would be ignored; did you mean "
+                                                       "PT_LEARNING_RATE?"),
+                              ("EVAL_BATCH_SIZ=4", "did you mean EVAL_BATCH_SIZE?"),
+                              ("MERGE_OUTPUT_DTYP=float32", "did you mean MERGE_OUTPUT_DTYPE?")):
+        proc = _pipeline(["--dry-run", str(recipe), override], tmp_path)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert not os.path.exists(tmp_path / "run")
+    proc = _pipeline(["--dry-run", str(recipe), "PT_LEARNING_RATE=5e-1", "EVAL_BATCH_SIZE=4"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+
+
+FAKE_PYTHON = r"""#!/bin/bash
+# Stands in for python in the launchers: logs the script it was given and writes that script's completion marker.
+echo "$(basename "$1") $*" >>"$FAKE_LOG"
+script=$(basename "$1")
+shift
+out= pred=
+while [[ $# -gt 0 ]]; do
+    case $1 in --output_dir) out=$2 ;; --predictions_dir) pred=$2 ;; esac
+    shift
+done
+case $script in
+    run_clm_pt_with_peft.py | run_clm_sft_with_peft.py) mkdir -p "$out" && echo '{}' >"$out/all_results.json" ;;
+    inference.py) mkdir -p "$pred" ;;
+    score.py) [[ -n $pred ]] && echo '{}' >"$pred/scores.json" ;;
+esac
+exit 0
+"""
+
+
+def test_pipeline_rerun_keys_steps_on_their_settings(inputs, tmp_path):
+    """Finding 7: a rerun with PT_MAX_STEPS/PT_LEARNING_RATE changed skipped every step as "already complete" and
+    rebuilt the report from old results. Now the changed stage and what depends on it rerun (the old output moved
+    aside), the rest is skipped, and the same settings again skip everything."""
+    fake = tmp_path / "fake_python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    log = tmp_path / "calls.log"
+    run = tmp_path / "run"
+    recipe = tmp_path / "r.env"
+    recipe.write_text(f"RUN_DIR={run}\nBASE_MODEL={inputs['model']}\nSTAGES='pt'\nPT_KIND=pretrain\n"
+                      f"PT_DATASET_DIR={inputs['data']}\nEVAL_DATA_DIR={inputs['testset']}\nMERGE_FINAL=false\n"
+                      f"LOG_DIR={tmp_path}/logs\nPT_MAX_STEPS=2\n")
+    env = {"PYTHON": str(fake), "FAKE_LOG": str(log), "NPROC_PER_NODE": "1"}
+
+    def pipeline(*overrides):
+        log.write_text("")
+        proc = _pipeline(["--local", str(recipe), *overrides], tmp_path, env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        ran = [line.split()[0] for line in log.read_text().splitlines()]
+        return ran, proc.stderr
+
+    ran, _ = pipeline()
+    assert ran == ["inference.py", "score.py", "run_clm_pt_with_peft.py", "inference.py", "score.py", "score.py",
+                   "report.py"]
+    ran, err = pipeline()
+    assert ran == ["score.py", "report.py"]  # only the report (it is rebuilt every time)
+    for step in ("eval_base", "pt", "eval_pt"):
+        assert f"step {step}: already complete with the same settings" in err, err
+    ran, err = pipeline("PT_MAX_STEPS=3", "PT_LEARNING_RATE=1e-3")
+    assert ran == ["run_clm_pt_with_peft.py", "inference.py", "score.py", "score.py", "report.py"], ran
+    assert "step pt: settings changed since it ran (LEARNING_RATE,MAX_STEPS): rerunning" in err, err
+    assert "step eval_pt: settings changed since it ran (after pt): rerunning" in err, err
+    assert "step eval_base: already complete with the same settings" in err
+    assert "--max_steps 3" in " ".join(open(tmp_path / "logs" / "la-pt.log").read().split())
+    moved = sorted(p.name for p in (run / ".superseded").glob("*/*"))
+    assert moved == ["eval_pt.pt", "pt.pt"], moved  # the old outputs, kept
+    ran, err = pipeline("PT_MAX_STEPS=3", "PT_LEARNING_RATE=1e-3")
+    assert ran == ["score.py", "report.py"], err

@@ -154,3 +154,23 @@ def test_bad_flags_are_usage_errors(tiny_model_dir, tmp_path):
     with pytest.raises(UsageError, match="--max_words must be >= 1"):
         script.main(["--model_name_or_path", tiny_model_dir, "--eval_files", "x", "--output_dir", "o",
                      "--max_words", "0"])
+
+
+def test_eval_file_of_blank_lines_is_refused_before_the_model_loads(tmp_path, capsys):
+    """Finding 5: a file of blank lines scored 0 tokens, exit 0, and NaN in perplexity.json. And an existing output
+    folder is refused with advice naming the flag the script has (it said --overwrite, which it rejects)."""
+    from langadapt.cli import run_main
+
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n   \n\n")
+    out = tmp_path / "ppl"
+    with pytest.raises(UsageError, match="--eval_files: .*blank.txt holds no text"):
+        load_script().main(["--model_name_or_path", str(tmp_path / "no_model"), "--eval_files", str(blank),
+                            "--output_dir", str(out)])
+    assert not out.exists()
+    (out / "x").mkdir(parents=True)
+    (tmp_path / "ok.txt").write_text("متن\n")
+    with pytest.raises(SystemExit) as e:
+        run_main(load_script().main, ["--model_name_or_path", str(tmp_path / "no_model"), "--eval_files",
+                                      str(tmp_path / "ok.txt"), "--output_dir", str(out)])
+    assert e.value.code == 2 and "pass --overwrite_output_dir" in capsys.readouterr().err

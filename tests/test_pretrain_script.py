@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from _pretrain_helpers import base_argv, extend_tokenizer, write_corpus
 from _scripts import load_script
 from langadapt.cli import UsageError
+from langadapt.errors import InputError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -295,7 +296,7 @@ def test_bad_input_fails_cleanly_naming_the_flag(case, tiny_model_dir, ext_dir, 
             pretrain.main(argv)
         assert e.value.code == 2
     else:
-        with pytest.raises(UsageError, match=expect):
+        with pytest.raises((UsageError, InputError), match=expect):
             pretrain.main(argv)
     assert (sorted(os.listdir(out)) if os.path.isdir(out) else None) == before  # nothing half-written
 

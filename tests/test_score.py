@@ -196,9 +196,44 @@ def test_compare_stages(tmp_path):
     assert table["rows"]["sft"]["fa/translation_en_fa"] == pytest.approx(100.0)
     md = (out / "comparison.md").read_text(encoding="utf-8").splitlines()
     assert md[0].startswith("| stage | entailment (en) accuracy | entailment (fa) accuracy |")
-    assert md[2].startswith("| base | - | 100.0 |")
+    assert md[2].startswith("| base | - | 100.0 (")  # (n) records per cell
     assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(UsageError, match="exists and is not empty"):
         score.main(["--compare", f"base={half}", "--output_dir", str(out)])
     with pytest.raises(UsageError, match="--compare x: .* holds no .jsonl"):
         score.main(["--compare", f"x={tmp_path / 'cmp'}", "--output_dir", str(tmp_path / "o2")])
+
+
+def _recorded_predictions(tmp_path, keep: int | None):
+    """A one-file test set of 24 records, and a prediction folder whose run_args.json names it, holding the first
+    ``keep`` predictions (None: all), as a killed inference job leaves them."""
+    data = tmp_path / "testset"
+    data.mkdir(exist_ok=True)
+    records = [{"instruction": "احساس این جمله؟", "input": f"جمله {i}", "output": "مثبت"} for i in range(24)]
+    (data / "sentiment.json").write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    preds = tmp_path / f"pred{keep}"
+    preds.mkdir()
+    (preds / "run_args.json").write_text(json.dumps({"inference": {"data_dir": str(data)}}), encoding="utf-8")
+    write_jsonl(str(preds / "sentiment.jsonl"),
+                [{"id": i, "instruction": r["instruction"], "input": r["input"], "output": "مثبت", "answer": "مثبت"}
+                 for i, r in enumerate(records[:keep])])
+    return preds
+
+
+def test_incomplete_predictions_are_refused_unless_allowed(tmp_path):
+    """Finding 4: 7 of 24 records were scored with exit 0 and compared beside complete folders."""
+    from langadapt.errors import InputError
+
+    partial, full = _recorded_predictions(tmp_path, 7), _recorded_predictions(tmp_path, None)
+    with pytest.raises(InputError, match=r"sentiment: 7 of 24 records \(missing ids 7, 8, 9, 10, 11, ...\)"):
+        score.main(["--predictions_dir", str(partial)])
+    assert not (partial / "scores.json").exists()
+    with pytest.raises(InputError, match="--allow_incomplete") as e:
+        score.main(["--compare", f"a={partial}", f"b={full}", "--output_dir", str(tmp_path / "cmp")])
+    assert e.value.arg == "compare" and not (tmp_path / "cmp").exists()
+    assert score.main(["--predictions_dir", str(full)])["sentiment"]["n"] == 24
+    assert score.main(["--predictions_dir", str(partial), "--allow_incomplete"])["sentiment"]["n"] == 7
+    score.main(["--compare", f"a={partial}", f"b={full}", "--output_dir", str(tmp_path / "cmp"),
+                "--allow_incomplete"])
+    md = (tmp_path / "cmp" / "comparison.md").read_text(encoding="utf-8").splitlines()
+    assert md[2] == "| a | 100.0 (7) |" and md[3] == "| b | 100.0 (24) |"

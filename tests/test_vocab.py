@@ -236,3 +236,20 @@ def test_command_line_exit_status(tmp_path):
     assert proc.returncode == 2
     assert "error: --train_file" in proc.stderr and "Traceback" not in proc.stderr
     assert_nothing_written(str(tmp_path / "out"))
+
+
+def test_corpus_without_the_target_script_is_refused(tmp_path, capsys, sp_base_dir, english_lines):
+    """Finding 9: an English-only corpus (or a binary file of NUL bytes) for --language fa trained an add-on of
+    English pieces; now one clear error before anything is written."""
+    out = str(tmp_path / "out")
+    common = ["--vocab_size", "300", "--base_tokenizer", sp_base_dir, "--output_dir", out]
+    english = write_lines(str(tmp_path / "en.txt"), english_lines[:500])
+    expect_usage_error(extract_vocab.main, ["--train_file", english, *common], capsys, "en.txt",
+                       "no Arabic-script letter", "--language")
+    nul = tmp_path / "nul.txt"
+    nul.write_bytes(b"\x00" * 4096 + b"\n")
+    expect_usage_error(extract_vocab.main, ["--train_file", str(nul), *common], capsys, "nul.txt", "NUL bytes")
+    assert_nothing_written(out)
+    # The same English text is a fine corpus for an English vocabulary.
+    extract_vocab.main(["--train_file", english, "--language", "en", *common, "--vocab_size", "600"])
+    assert os.path.isfile(os.path.join(out, "extract_report.json"))

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from langadapt.cli import COMMA_SPLIT_LIST, parse_args, run_main
 from langadapt.io import atomic_output_dir, write_json
 from langadapt.normalize import NormalizerConfig
+from langadapt.preflight import check_corpus_script
 from langadapt.vocab import corpus_stats, extract_vocab, read_corpus, resolve_train_files, sample_lines
 
 logger = logging.getLogger("langadapt.extract_vocab")
@@ -70,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     files = resolve_train_files(args.train_file)
     lines = read_corpus(files, normalizer, args.text_field)
     stats = corpus_stats(lines)
+    stats.update(check_corpus_script(lines, args.language, files))  # English-only or binary input: stop here
     lines = sample_lines(lines, args.input_sentence_size, args.shuffle_input_sentence, args.seed)
     logger.info("corpus: %d files, %d lines, %d chars; training on %d lines", len(files), stats["lines"],
                 stats["chars"], len(lines))
