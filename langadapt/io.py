@@ -18,7 +18,6 @@ import math
 import os
 import shutil
 import socket
-import struct
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -141,9 +140,38 @@ def check_output_dir(path: str, overwrite: bool, flag: str = "--output_dir",
         raise InputError(f"{flag}: {path} is a file; give a folder path")
     if os.path.isdir(path) and os.listdir(path) and not overwrite:
         raise InputError(f"{flag}: {path} exists and is not empty; choose another folder or pass {overwrite_flag}")
-    from langadapt.preflight import check_output_path
-
     check_output_path(path, flag.lstrip("-") or "output_dir")  # under a file, read-only
+
+
+def _existing_ancestor(path: str) -> str:
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return path
+
+
+def check_output_path(path: str, arg: str = "output_dir", required_bytes: int = 0) -> None:
+    """``path`` can become an output folder: no part of it is a file, the nearest existing folder is writable, and
+    (when ``required_bytes`` is known) its file system has that much free space."""
+    flag = f"--{arg}"
+    if os.path.isfile(path):
+        raise InputError(f"{flag}: {path} is a file; give a folder path", arg=arg, value=path)
+    ancestor = _existing_ancestor(path)
+    if not os.path.isdir(ancestor):
+        raise InputError(f"{flag}: {ancestor} is a file, so {path} cannot be created under it; give a folder path",
+                         arg=arg, value=path)
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(f"{flag}: {ancestor} is not writable (read-only file system or no permission); choose "
+                         "another folder", arg=arg, value=path)
+    if required_bytes > 0:
+        free = shutil.disk_usage(ancestor).free
+        if free < required_bytes:
+            raise InputError(
+                f"{flag}: {ancestor} has {free / 2**30:.2f} GiB free, the outputs need about "
+                f"{required_bytes / 2**30:.2f} GiB; free space or choose another folder", arg=arg, value=path)
 
 
 def current_umask() -> int:
@@ -320,25 +348,6 @@ def write_text(path: str, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
-
-
-def safetensors_complete(path: str) -> bool:
-    """Whether a safetensors file is whole: its header parses and the file is as long as the header says (a copy cut
-    short or a save stopped by a full disk fails this; only the header is read, so it is cheap on 7B shards)."""
-    try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
-            raw = f.read(8)
-            if len(raw) < 8:
-                return False
-            (n,) = struct.unpack("<Q", raw)
-            if n > size - 8:
-                return False
-            header = json.loads(f.read(n))
-        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-        return size >= 8 + n + end
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
-        return False
 
 
 def json_safe(obj: Any) -> Any:

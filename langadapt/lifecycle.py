@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from langadapt.errors import InputError
-from langadapt.io import safetensors_complete
+from langadapt.preflight import safetensors_complete
 
 logger = logging.getLogger(__name__)
 

@@ -9,12 +9,15 @@ before writing (an output path under a file, a read-only or full disk).
 from __future__ import annotations
 
 import errno
+import json
 import importlib.util
 import os
 import shutil
+import struct
 from typing import Any
 
 from langadapt.errors import InputError
+from langadapt.io import check_output_path  # noqa: F401  (a preflight check; lives with the other path rules)
 
 # The Python module behind each --report_to integration, and the pip package that provides it.
 REPORT_TO_MODULES: dict[str, tuple[str, str]] = {
@@ -61,37 +64,6 @@ def check_report_to(report_to: Any) -> None:
                              "or pass --report_to none (or tensorboard)", arg="report_to", value=name)
 
 
-def _existing_ancestor(path: str) -> str:
-    path = os.path.abspath(path)
-    while not os.path.exists(path):
-        parent = os.path.dirname(path)
-        if parent == path:
-            break
-        path = parent
-    return path
-
-
-def check_output_path(path: str, arg: str = "output_dir", required_bytes: int = 0) -> None:
-    """``path`` can become an output folder: no part of it is a file, the nearest existing folder is writable, and
-    (when ``required_bytes`` is known) its file system has that much free space."""
-    flag = f"--{arg}"
-    if os.path.isfile(path):
-        raise InputError(f"{flag}: {path} is a file; give a folder path", arg=arg, value=path)
-    ancestor = _existing_ancestor(path)
-    if not os.path.isdir(ancestor):
-        raise InputError(f"{flag}: {ancestor} is a file, so {path} cannot be created under it; give a folder path",
-                         arg=arg, value=path)
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise InputError(f"{flag}: {ancestor} is not writable (read-only file system or no permission); choose "
-                         "another folder", arg=arg, value=path)
-    if required_bytes > 0:
-        free = shutil.disk_usage(ancestor).free
-        if free < required_bytes:
-            raise InputError(
-                f"{flag}: {ancestor} has {free / 2**30:.2f} GiB free, the outputs need about "
-                f"{required_bytes / 2**30:.2f} GiB; free space or choose another folder", arg=arg, value=path)
-
-
 def model_bytes(model_dir: str | None) -> int:
     """Size of a local model folder's weight files (0 when it is not a local folder): what saving a full copy takes."""
     if not model_dir or not os.path.isdir(model_dir):
@@ -117,7 +89,6 @@ def check_model_path(path: str | None, arg: str = "model_name_or_path") -> None:
         if _offline() or path.startswith((".", "/", "~")) or path.count("/") > 1:
             raise InputError(f"{flag}: {path} does not exist; pass a model folder", arg=arg, value=path)
         return  # a hub id, downloaded when online
-    from langadapt.io import safetensors_complete
 
     for name in sorted(os.listdir(path)):
         if name.endswith(".safetensors") and not safetensors_complete(os.path.join(path, name)):
@@ -189,3 +160,22 @@ def describe_os_error(e: OSError) -> tuple[int, str] | None:
     if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return 2, f"{where}{e.strerror}; choose a folder you can write to"
     return None
+
+
+def safetensors_complete(path: str) -> bool:
+    """Whether a safetensors file is whole: its header parses and the file is as long as the header says (a copy cut
+    short or a save stopped by a full disk fails this; only the header is read, so it is cheap on 7B shards)."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            raw = f.read(8)
+            if len(raw) < 8:
+                return False
+            (n,) = struct.unpack("<Q", raw)
+            if n > size - 8:
+                return False
+            header = json.loads(f.read(n))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        return size >= 8 + n + end
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return False
