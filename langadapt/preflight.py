@@ -12,7 +12,6 @@ import errno
 import json
 import importlib.util
 import os
-import shutil
 import struct
 from typing import Any
 
