@@ -286,6 +286,13 @@ def _training_arguments_base():
     return TrainingArguments
 
 
+def _has_accelerator() -> bool:
+    """Whether torch sees a GPU (or another accelerator) on this machine."""
+    import torch
+
+    return torch.accelerator.is_available()
+
+
 @dataclass
 class LangAdaptTrainingArguments(_training_arguments_base()):
     """``transformers.TrainingArguments`` plus ``--overwrite_output_dir`` (gone from transformers 5) and checks.
@@ -294,6 +301,8 @@ class LangAdaptTrainingArguments(_training_arguments_base()):
 
     * ``report_to`` defaults to ``tensorboard`` (HF 5 defaults to none): every run leaves curves in
       ``output_dir/runs``. Pass ``--report_to none`` to switch it off.
+    * ``use_cpu`` is set on a machine without an accelerator, so that the processes of a CPU ``torchrun`` (one
+      node or several) train as one gloo job instead of each on its own.
     * ``--deepspeed`` is checked before anything starts: the file must exist and be JSON, and a launcher
       (torchrun/deepspeed/srun) must have set ``WORLD_SIZE``; plain ``python`` would die inside DeepSpeed looking
       for mpi4py.
@@ -330,6 +339,10 @@ class LangAdaptTrainingArguments(_training_arguments_base()):
                     "--deepspeed needs a distributed launcher: run under `torchrun --nproc_per_node N` or `deepspeed` "
                     "(plain `python` makes DeepSpeed look for mpi4py)"
                 )
+        if not self.use_cpu and not _has_accelerator():
+            # accelerate joins the processes of a torchrun into one distributed job on CPU only with use_cpu: without
+            # it, every process of a CPU-only (multi-node) run would train alone on all the data.
+            self.use_cpu = True
         super().__post_init__()
         if self.deepspeed:
             # Set up the process group now: ZeRO-3 partitions weights inside from_pretrained, and DeepSpeed reads
