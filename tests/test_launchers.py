@@ -27,9 +27,7 @@ LAUNCHERS = ("tokenizer", "pretrain", "sft", "merge", "inference", "report")
 SHELL_FILES = sorted(glob.glob(os.path.join(REPO_ROOT, "slurm", "*.sbatch"))) + [
     os.path.join(REPO_ROOT, "slurm", "common.sh"),
     os.path.join(REPO_ROOT, "slurm", "pipeline.sh"),
-    os.path.join(REPO_ROOT, "tests", "slurm", "start_slurm.sh"),
-    os.path.join(REPO_ROOT, "tests", "slurm", "stop_slurm.sh"),
-]
+] + sorted(glob.glob(os.path.join(REPO_ROOT, "tests", "slurm", "*.sh")))  # the test clusters' scripts
 # STYLE.md: only portable keys in launchers (account and partition come from the command line); --signal/--requeue
 # for preemption and --open-mode=append so a requeued job's log keeps its first part.
 PORTABLE_SBATCH_KEYS = {"job-name", "nodes", "gpus-per-node", "cpus-per-task", "time", "output", "open-mode",

@@ -15,6 +15,7 @@ case $HOST in
     *) echo "two_nodes_host: unknown host $HOST" >&2; exit 2 ;;
 esac
 export SLURM_CONF=$STATE/slurm.conf
+# shellcheck disable=SC2016  # $1/$2 are expanded by the inner bash, on purpose
 exec nsenter --net="/run/netns/$ns" unshare --uts --mount --propagation private \
     bash -c 'mount --bind "$1" /etc/hosts && hostname "$2" && shift 2 && exec "$@"' two-nodes-host \
     "$STATE/hosts" "$HOST" "$@"
