@@ -45,6 +45,15 @@ class TwoNodeCluster(SlurmCluster):
                              check=True).stdout
         return [int(p) for p in out.split()]
 
+    def _slurmd_alive(self, node: str) -> bool:
+        """Whether ``node``'s slurmd (from its pid file) runs, in the node's namespace."""
+        try:
+            with open(os.path.join(self.state_dir, "run", f"slurmd-{node}.pid"), encoding="utf-8") as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            return False
+        return pid in self.node_pids(node)
+
     def kill_node(self, node: str) -> int:
         """A node crash: SIGKILL to every process on ``node`` (its slurmd and the job's processes there).
         Returns how many were killed."""
@@ -57,12 +66,12 @@ class TwoNodeCluster(SlurmCluster):
         return len(pids)
 
     def restart_node(self, node: str, timeout: float = 60) -> None:
-        """Start ``node``'s slurmd again and wait until Slurm sees it idle (ReturnToService=2 brings it back)."""
+        """Start ``node``'s slurmd again unless it runs, and wait until Slurm sees the node idle (ReturnToService=2
+        brings a node back when its slurmd registers; a node still marked down is resumed)."""
         deadline = time.monotonic() + timeout
-        while self.node_pids(node) and time.monotonic() < deadline:  # the killed processes must be gone first
-            time.sleep(0.2)
-        subprocess.run([os.path.join(SCRIPTS, "two_nodes_host.sh"), self.state_dir, node, "/usr/sbin/slurmd",
-                        "-N", node], check=True, capture_output=True, text=True, timeout=60)
+        if not self._slurmd_alive(node):
+            subprocess.run([os.path.join(SCRIPTS, "two_nodes_host.sh"), self.state_dir, node, "/usr/sbin/slurmd",
+                            "-N", node], check=True, capture_output=True, text=True, timeout=60)
         state = ""
         while time.monotonic() < deadline:
             state = self.run(["sinfo", "-h", "-n", node, "-o", "%t"], check=False).stdout.strip()

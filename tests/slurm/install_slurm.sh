@@ -21,3 +21,15 @@ install_packages() {
             || cannot_install "apt-get install ${SLURM_PACKAGES[*]} failed; see $STATE/apt.log"
     fi
 }
+
+# install_for COMMAND PACKAGE: apt-get install PACKAGE when COMMAND is missing (e.g. ip from iproute2 on slim images).
+install_for() {
+    command -v "$1" >/dev/null && return 0
+    log "installing $2 (no $1)"
+    command -v apt-get >/dev/null || cannot_install "no $1 and no apt-get; install $2 yourself"
+    [[ $(id -u) -eq 0 ]] || cannot_install "no $1 and not root; run: sudo apt-get install $2"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends -o DPkg::Lock::Timeout=300 "$2" \
+        >>"$STATE/apt.log" 2>&1 || { apt-get update -o DPkg::Lock::Timeout=300 >>"$STATE/apt.log" 2>&1 || true
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends -o DPkg::Lock::Timeout=300 "$2" \
+            >>"$STATE/apt.log" 2>&1; } || cannot_install "apt-get install $2 failed; see $STATE/apt.log"
+}

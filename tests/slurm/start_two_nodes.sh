@@ -40,11 +40,11 @@ CTL_NS=la2-$TAG-ctl
 echo "$TAG" >"$STATE/tag"
 
 [[ $(id -u) -eq 0 ]] || cannot_install "not root (network namespaces and the daemons need root)"
-command -v ip >/dev/null || cannot_install "no ip command (apt-get install iproute2)"
-command -v unshare >/dev/null || cannot_install "no unshare (util-linux)"
 # shellcheck source=tests/slurm/install_slurm.sh
 source "$HERE/install_slurm.sh"
 install_packages
+install_for ip iproute2
+install_for nsenter util-linux  # also unshare
 
 # --- network: a bridge in the controller's namespace, one veth pair per node --------------------------------------
 ip netns add "$CTL_NS" 2>"$STATE/netns.err" || cannot_install "ip netns add failed: $(cat "$STATE/netns.err")"
