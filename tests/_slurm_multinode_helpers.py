@@ -13,6 +13,7 @@ apt-get for Slurm); with ``LANGADAPT_REQUIRE_SLURM=1`` (CI) that is a failure.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -64,6 +65,20 @@ class TwoNodeCluster(SlurmCluster):
             except ProcessLookupError:
                 pass
         return len(pids)
+
+    def wait_messages_delivered(self, timeout: float = 120) -> None:
+        """Wait until slurmctld has no message left to deliver (``sdiag``'s agent queue is empty). A step signal sent
+        to a dead node is retried about a minute later; if the node is back by then and runs a new step with the
+        same id (a requeued job's steps count from 0 again), the late signal would kill that new step."""
+        deadline = time.monotonic() + timeout
+        out = ""
+        while time.monotonic() < deadline:
+            out = self.run(["sdiag"], check=False).stdout
+            queued = re.search(r"Agent queue size:\s*(\d+)", out)
+            if queued and queued.group(1) == "0":
+                return
+            time.sleep(1)
+        pytest.fail(f"slurmctld still has messages to deliver after {timeout:.0f}s:\n{out}")
 
     def restart_node(self, node: str, timeout: float = 60) -> None:
         """Start ``node``'s slurmd again unless it runs, and wait until Slurm sees the node idle (ReturnToService=2

@@ -245,6 +245,7 @@ def test_a_killed_node_fails_the_job_fast_and_the_requeued_job_resumes_from_the_
             (partial / "adapter_model.safetensors").write_bytes(b"cut off")
 
         two_nodes.restart_node("la2n2")
+        two_nodes.wait_messages_delivered()
         if two_nodes.show(job)["JobState"] != "PENDING":  # not requeued by Slurm itself: requeue it, as a user would
             two_nodes.run(["scontrol", "requeue", job])
         two_nodes.wait(job, timeout=60, states={"PENDING"})
