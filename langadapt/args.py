@@ -317,6 +317,13 @@ def _training_arguments_base():
     return TrainingArguments
 
 
+def _has_accelerator() -> bool:
+    """Whether torch sees a GPU (or another accelerator) on this machine."""
+    import torch
+
+    return torch.accelerator.is_available()
+
+
 @dataclass
 class LangAdaptTrainingArguments(_training_arguments_base()):
     """``transformers.TrainingArguments`` with the defaults of a 7B LoRA run, the seed's flag names, and checks.
@@ -339,6 +346,8 @@ class LangAdaptTrainingArguments(_training_arguments_base()):
     * ``--overwrite_output_dir`` (gone from transformers 5, alias ``--overwrite``), the seed's
       ``--evaluation_strategy`` (HF's old name of ``--eval_strategy``) and ``--warmup_ratio`` (a ``--warmup_steps``
       below 1) are accepted.
+    * ``use_cpu`` is set on a machine without an accelerator, so that the processes of a CPU ``torchrun`` (one
+      node or several) train as one gloo job instead of each on its own.
     * ``--deepspeed`` is checked before anything starts: the file must exist and be JSON, and a launcher
       (torchrun/deepspeed/srun) must have set ``WORLD_SIZE``; plain ``python`` would die inside DeepSpeed looking
       for mpi4py.
@@ -420,6 +429,10 @@ class LangAdaptTrainingArguments(_training_arguments_base()):
                     "--deepspeed needs a distributed launcher: run under `torchrun --nproc_per_node N` or `deepspeed` "
                     "(plain `python` makes DeepSpeed look for mpi4py)"
                 )
+        if not self.use_cpu and not _has_accelerator():
+            # accelerate joins the processes of a torchrun into one distributed job on CPU only with use_cpu: without
+            # it, every process of a CPU-only (multi-node) run would train alone on all the data.
+            self.use_cpu = True
         if self.activation_checkpointing is None and self.gradient_checkpointing is None:
             self.activation_checkpointing = True
         if self.bf16 is None:

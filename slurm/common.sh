@@ -202,6 +202,9 @@ la_run_torch() {
         # srun does not inherit --cpus-per-task from sbatch since Slurm 22.05: pass it, or torchrun gets one core.
         local srun=(srun --nodes="$NNODES" --ntasks-per-node=1 --kill-on-bad-exit=1)
         [[ -n ${SLURM_CPUS_PER_TASK:-} ]] && srun+=(--cpus-per-task="$SLURM_CPUS_PER_TASK")
+        # Several nodes write into the one job log: --label starts each line with its node's index in the node list
+        # ("0: " is MASTER_ADDR's node), so each node's lines can be told apart (grep '^ *1: ' for the second node).
+        ((NNODES > 1)) && srun+=(--label)
         # torchrun itself ignores SIGUSR1 (an ignored signal stays ignored across exec; by default USR1 would kill
         # it): only its training processes, which install their own handler, act on a forwarded warning.
         la_exec "${srun[@]}" bash -c 'trap "" USR1; exec "$@"' la-torchrun \

@@ -64,6 +64,18 @@ def test_lists_and_defaults():
         == ["tensorboard"]
 
 
+def test_a_machine_without_accelerator_trains_distributed_on_cpu(monkeypatch):
+    """On CPU the processes of a torchrun must form one gloo job: accelerate does that only with use_cpu, so it is set
+    when torch sees no accelerator (and left alone when it sees one)."""
+    from langadapt import args as args_module
+
+    monkeypatch.setattr(args_module, "_has_accelerator", lambda: False)
+    assert parse()[4].use_cpu is True
+    monkeypatch.setattr(args_module, "_has_accelerator", lambda: True)
+    assert parse()[4].use_cpu is False
+    assert parse("--use_cpu")[4].use_cpu is True
+
+
 def test_deepspeed_file_is_checked_before_anything_runs(tmp_path, monkeypatch):
     with pytest.raises(UsageError, match="--deepspeed: .* does not exist"):
         parse("--deepspeed", str(tmp_path / "none.json"))

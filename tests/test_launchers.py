@@ -27,9 +27,7 @@ LAUNCHERS = ("tokenizer", "pretrain", "sft", "merge", "inference", "lm_eval", "r
 SHELL_FILES = sorted(glob.glob(os.path.join(REPO_ROOT, "slurm", "*.sbatch"))) + [
     os.path.join(REPO_ROOT, "slurm", "common.sh"),
     os.path.join(REPO_ROOT, "slurm", "pipeline.sh"),
-    os.path.join(REPO_ROOT, "tests", "slurm", "start_slurm.sh"),
-    os.path.join(REPO_ROOT, "tests", "slurm", "stop_slurm.sh"),
-]
+] + sorted(glob.glob(os.path.join(REPO_ROOT, "tests", "slurm", "*.sh")))  # the test clusters' scripts
 # House style: only portable keys in launchers (account and partition come from the command line); --signal/--requeue
 # for preemption and --open-mode=append so a requeued job's log keeps its first part.
 PORTABLE_SBATCH_KEYS = {"job-name", "nodes", "gpus-per-node", "cpus-per-task", "time", "output", "open-mode",
@@ -345,6 +343,32 @@ def test_training_launcher_forwards_usr1_and_requeues_after_the_checkpoint(case,
     want = ["scontrol requeue 123"] if case == "exit75" else ["scancel --signal=USR1 123", "scontrol requeue 123"]
     assert calls == want, proc.stderr
     assert "requeueing job 123" in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["pretrain", "sft"])
+def test_training_launcher_on_two_nodes_runs_one_torchrun_per_node_with_one_rendezvous(name, inputs, tmp_path):
+    """The multi-node command line from Slurm's variables (run for real in tests/test_slurm_multinode.py): srun with
+    one task per node and labelled lines, torchrun --nnodes from SLURM_NNODES, the rendezvous at the first host."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    # scontrol show hostnames gpu[7-8] -> one host per line
+    (bin_dir / "scontrol").write_text('#!/bin/bash\n[[ "$1 $2" == "show hostnames" ]] && printf "gpu7\\ngpu8\\n"\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    slurm = {"SLURM_JOB_ID": "1234", "SLURM_NNODES": "2", "SLURM_JOB_NODELIST": "gpu[7-8]", "SLURM_GPUS_ON_NODE": "4",
+             "SLURM_CPUS_PER_TASK": "16", "LANGADAPT_ROOT": REPO_ROOT}
+    record = tmp_path / "commands"
+    env = _clean_env({**_variables(name, inputs), **slurm, "LANGADAPT_DRY_RUN": str(record),
+                      "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    proc = subprocess.run(["bash", os.path.join(REPO_ROOT, "slurm", f"{name}.sbatch")], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    (command,) = [shlex.split(line) for line in record.read_text().splitlines()]
+    srun = command[:command.index("bash")]
+    assert srun[0] == "srun" and {"--nodes=2", "--ntasks-per-node=1", "--label", "--cpus-per-task=16"} <= set(srun)
+    torchrun = command[command.index("torch.distributed.run") + 1:]
+    assert {"--nnodes=2", "--nproc_per_node=4", "--rdzv_id=1234", "--rdzv_backend=c10d",
+            "--rdzv_endpoint=gpu7:29734"} <= set(torchrun), torchrun
+    assert "MASTER_ADDR=gpu7" in proc.stderr and "nodes=2 nodelist=gpu[7-8]" in proc.stderr
 
 
 # ---------------------------------------------------------------------------------------------- pipeline.sh

@@ -20,7 +20,6 @@ export PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
 STATE=${LANGADAPT_SLURM_DIR:-/tmp/langadapt-slurm}
 CTLD_PORT=${LANGADAPT_SLURM_PORT:-6817}          # slurmd listens on CTLD_PORT + 1
 WAIT_S=${LANGADAPT_SLURM_WAIT_S:-60}             # seconds to wait for the node to become idle
-PACKAGES=(munge slurmctld slurmd slurm-client)
 ENV_ONLY=0
 [[ ${1:-} == --env ]] && ENV_ONLY=1
 STARTED=0
@@ -47,23 +46,8 @@ ours_alive() {  # name
     [[ -r /proc/$pid/comm && $(</proc/"$pid"/comm) == "$1" ]]
 }
 
-install_packages() {
-    local missing=() p
-    # Daemons by path: /usr/sbin is not on every PATH (CI runners, sudo-less shells).
-    for p in /usr/sbin/munged /usr/sbin/slurmctld /usr/sbin/slurmd; do [[ -x $p ]] || missing+=("$p"); done
-    for p in sbatch scontrol sinfo; do command -v "$p" >/dev/null || missing+=("$p"); done
-    (( ${#missing[@]} )) || return 0
-    log "installing ${PACKAGES[*]} (missing: ${missing[*]})"
-    command -v apt-get >/dev/null || cannot_install "no apt-get; install ${PACKAGES[*]} yourself"
-    [[ $(id -u) -eq 0 ]] || cannot_install "not root; run: sudo apt-get install ${PACKAGES[*]}"
-    local apt=(apt-get install -y --no-install-recommends -o DPkg::Lock::Timeout=300)
-    if ! DEBIAN_FRONTEND=noninteractive "${apt[@]}" "${PACKAGES[@]}" >"$STATE/apt.log" 2>&1; then
-        log "package not found or install failed; running apt-get update first"
-        apt-get update -o DPkg::Lock::Timeout=300 >>"$STATE/apt.log" 2>&1 || true
-        DEBIAN_FRONTEND=noninteractive "${apt[@]}" "${PACKAGES[@]}" >>"$STATE/apt.log" 2>&1 \
-            || cannot_install "apt-get install ${PACKAGES[*]} failed; see $STATE/apt.log"
-    fi
-}
+# shellcheck source=tests/slurm/install_slurm.sh
+source "$(dirname "$0")/install_slurm.sh"
 
 write_conf() {
     local node cpus mem_mb
