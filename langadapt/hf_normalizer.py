@@ -14,7 +14,8 @@ normalizers that compute the same function, step by step in the same order as :f
 
 What cannot be expressed (:data:`NOT_EXPRESSIBLE`): the noncharacter U+FDD0, used as a separator inside the
 pipeline, is removed from the text (it never occurs in real text); characters whose Unicode properties differ
-between Python's and Oniguruma's Unicode versions may be treated differently by the ZWNJ rule. And llama.cpp ignores
+between Python's and Oniguruma's Unicode versions may be treated differently by the ZWNJ rule; on SentencePiece-style
+tokenizers, text starting with a removed character loses its leading ``▁``. And llama.cpp ignores
 ``tokenizer.json`` normalizers altogether: normalize text yourself before a GGUF model sees it.
 
 :func:`attach_normalizer` writes the normalizers in front of the tokenizer's own (SentencePiece-style tokenizers
@@ -44,6 +45,9 @@ NOT_EXPRESSIBLE = (
     "the noncharacter U+FDD0 is removed (the normalizer uses it internally; it never occurs in real text)",
     "a character that is a letter or number in one Unicode version and not in the other (Python's vs the "
     "tokenizers library's regex engine) may differ in whether a ZWNJ next to it is kept",
+    "SentencePiece-style tokenizers (Metaspace pre-tokenizer, Llama 2): when the text begins with a character the "
+    "normalizer removes (a stray ZWNJ, a bidi mark, a BOM), the leading \u2581 is not prepended, so the first token "
+    "differs from langadapt's (tokenizers prepends only at the original string start)",
     "llama.cpp (and so GGUF/Ollama) ignores tokenizer.json normalizers: normalize text with "
     "langadapt.normalize.normalize before it reaches a GGUF model",
 )
@@ -207,8 +211,32 @@ def attach_normalizer(tokenizer_dir: str, config: NormalizerConfig | None = None
     steps = ours + rest
     spec["normalizer"] = {"type": "Sequence", "normalizers": steps}
     _write_spec(path, spec)
+    _load_tokenizer_json_verbatim(tokenizer_dir)
     logger.info("tokenizer.json in %s now normalizes Persian text (%d normalizer steps)", tokenizer_dir, len(ours))
     return True
+
+
+# Tokenizer classes that load tokenizer.json as it is (transformers 4 and 5). Model-specific classes with their own
+# __init__ (LlamaTokenizer, GPT2Tokenizer, ... in transformers 5) rebuild the pipeline from the vocabulary and drop
+# the normalizer.
+VERBATIM_CLASSES = ("PreTrainedTokenizerFast", "TokenizersBackend")
+
+
+def _load_tokenizer_json_verbatim(tokenizer_dir: str) -> None:
+    """Make ``AutoTokenizer`` use tokenizer.json as written (normalizer included): ``tokenizer_class`` becomes
+    ``PreTrainedTokenizerFast``, the generic class of transformers 4 and 5, when it names a model-specific one."""
+    path = os.path.join(tokenizer_dir, "tokenizer_config.json")
+    if not os.path.isfile(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        config = json.load(f)
+    cls = config.get("tokenizer_class")
+    if cls is None or cls in VERBATIM_CLASSES:
+        return
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    _write_spec(path, config)
+    logger.info("%s: tokenizer_class %s -> PreTrainedTokenizerFast (so transformers keeps tokenizer.json's "
+                "normalizer)", tokenizer_dir, cls)
 
 
 def detach_normalizer(tokenizer_dir: str, config: NormalizerConfig | None = None) -> bool:
