@@ -10,7 +10,9 @@ The training stages write adapters (``lora``: LoRA + full ``embed_tokens``/``lm_
 3. return a plain ``PreTrainedModel`` (ready for ``generate()`` or ``save_pretrained()``) and the tokenizer.
 
 An adapter trained on top of other adapters records them in ``parent_adapters``; when a single adapter is given its
-parents are applied first (pass the whole chain explicitly to override their recorded paths).
+parents are applied first (pass the whole chain explicitly to override their recorded paths). A chain holding an
+adapter together with its own continuation (``outputs/pt,outputs/sft`` when SFT continued ``outputs/pt``) is
+refused: see :mod:`langadapt.lineage`.
 
 Growing the table: both adapter kinds store every row that differs from the base, without a separate copy of the
 resized base table (:func:`langadapt.modeling.small_adapter_saves` turns peft's ``save_embedding_layers`` off). A
@@ -32,6 +34,8 @@ import torch
 
 from langadapt.cli import UsageError
 from langadapt.embeddings import resize_and_init
+from langadapt.errors import InputError
+from langadapt.lineage import check_chain
 from langadapt.modeling import MODEL_INFO_FILE, TOKENIZER_INFO_FILE, ModelInfo, is_tied, torch_dtype
 from langadapt.normalize import CONFIG_FILE as NORMALIZER_FILE
 from langadapt.templates import TEMPLATE_FILE
@@ -60,6 +64,10 @@ def resolve_adapter_chain(adapters: Sequence[str], flag: str = "--adapters") -> 
             info = ModelInfo.from_dir(a)
             what = "a full model; pass it as the base model" if info is not None else "not a PEFT adapter folder"
             raise UsageError(f"{flag}: {a} has no {ADAPTER_CONFIG}: it is {what}")
+    try:  # an adapter applied together with its own continuation would apply the same training twice
+        check_chain(adapters)
+    except InputError as e:
+        raise UsageError(f"{flag}: {e.message}") from None
     if len(adapters) != 1:
         return adapters
     info = ModelInfo.from_dir(adapters[0])
