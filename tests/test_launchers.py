@@ -23,7 +23,7 @@ import sys
 import pytest
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LAUNCHERS = ("tokenizer", "pretrain", "sft", "merge", "inference", "report")
+LAUNCHERS = ("tokenizer", "pretrain", "sft", "merge", "export", "inference", "report")
 SHELL_FILES = sorted(glob.glob(os.path.join(REPO_ROOT, "slurm", "*.sbatch"))) + [
     os.path.join(REPO_ROOT, "slurm", "common.sh"),
     os.path.join(REPO_ROOT, "slurm", "pipeline.sh"),
@@ -39,6 +39,7 @@ REQUIRED = {
     "pretrain": ("MODEL_NAME_OR_PATH", "DATASET_DIR", "OUTPUT_DIR"),
     "sft": ("MODEL_NAME_OR_PATH", "DATASET_DIR", "OUTPUT_DIR"),
     "merge": ("BASE_MODEL", "LORA_MODEL", "OUTPUT_DIR"),
+    "export": ("MODEL_DIR", "OUTPUT_DIR"),
     "inference": ("BASE_MODEL", "PREDICTIONS_DIR"),
     "report": ("RUN_DIR",),
 }
@@ -132,6 +133,8 @@ def _variables(name: str, p: dict[str, str]) -> dict[str, str]:
         "merge": {"BASE_MODEL": p["model"], "LORA_MODEL": f"{p['adapter_a']},{p['adapter_b']}", "OUTPUT_DIR": p["out"],
                   "TOKENIZER_NAME_OR_PATH": p["tokenizer"], "OUTPUT_DTYPE": "float32", "MAX_SHARD_SIZE": "500MB",
                   "CHECK_PROMPTS": "2", "TOLERANCE": "1e-3", "OVERWRITE_OUTPUT_DIR": "true"},
+        "export": {"MODEL_DIR": p["model"], "OUTPUT_DIR": p["out"], "OUTTYPES": "f16,q8_0", "NO_FETCH": "true",
+                   "OVERWRITE_OUTPUT_DIR": "true"},
         "inference": {"BASE_MODEL": p["model"], "LORA_MODEL": f"{p['adapter_a']},{p['adapter_b']}",
                       "TOKENIZER_PATH": p["tokenizer"], "DATA_DIR": p["testset"], "PREDICTIONS_DIR": p["out"],
                       "BATCH_SIZE": "4", "MAX_NEW_TOKENS": "8", "SCORING": "loglik", "TEMPLATE": "alpaca",
@@ -146,6 +149,7 @@ EXPECTED_SCRIPTS = {
     "pretrain": ["pretrain/run_clm_pt_with_peft.py"],
     "sft": ["sft/run_clm_sft_with_peft.py"],
     "merge": ["inference/merge_lora.py"],
+    "export": ["inference/export_gguf.py"],
     "inference": ["inference/inference.py", "inference/score.py", "inference/perplexity.py"],
     "report": ["inference/score.py", "inference/report.py"],
 }
@@ -354,6 +358,19 @@ def test_example_recipe_plan(inputs, tmp_path):
                                             "eval_sft_bi", "eval_sft_task", "merge_sft_task"}
     compare = plan["report"]["vars"]["COMPARE"].split()
     assert [c.split("=")[0] for c in compare] == ["base", "pt_fa", "pt_bi", "sft_bi", "sft_task"]
+
+
+def test_export_gguf_step_after_the_final_merge(inputs, tmp_path):
+    proc = _pipeline(["--dry-run", os.path.join(REPO_ROOT, "configs", "recipes", "example.env"),
+                      f"BASE_MODEL={inputs['model']}", f"RUN_DIR={tmp_path}/run", "EXPORT_GGUF=true",
+                      "EXPORT_OUTTYPES=q8_0"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    plan = _plan(proc.stdout)
+    run = f"{tmp_path}/run"
+    assert plan["export_sft_task"]["launcher"] == "export" and plan["export_sft_task"]["after"] == ["merge_sft_task"]
+    assert plan["export_sft_task"]["vars"]["MODEL_DIR"] == f"{run}/sft_task_merged"
+    assert plan["export_sft_task"]["vars"]["OUTPUT_DIR"] == f"{run}/sft_task_gguf"
+    assert plan["export_sft_task"]["vars"]["OUTTYPES"] == "q8_0" and "GGUF" not in plan["export_sft_task"]["vars"]
 
 
 def test_stage_prefixes_do_not_leak(inputs, tmp_path):
