@@ -25,6 +25,7 @@ from langadapt.templates import load_template_name
 
 CARD_FILE = "README.md"
 EXAMPLE_INSTRUCTION = "یک بیت از حافظ بنویس."
+EXAMPLE_TEXT = "حافظ شیرازی شاعری بود که"
 
 
 def _json(path: str) -> dict | None:
@@ -123,17 +124,21 @@ def _evaluation_section(folder: str) -> list[str]:
     return out + [""]
 
 
-def _generate_lines(model_var: str = "model") -> list[str]:
-    return [
-        f"messages = [{{\"role\": \"user\", \"content\": \"{EXAMPLE_INSTRUCTION}\"}}]",
-        "inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors=\"pt\", "
-        "return_dict=True)",
+def _generate_lines(chat: bool, model_var: str = "model") -> list[str]:
+    """Greedy generation: through the chat template for instruction-tuned folders, plain text otherwise."""
+    if chat:
+        prepare = [f"messages = [{{\"role\": \"user\", \"content\": \"{EXAMPLE_INSTRUCTION}\"}}]",
+                   "inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors=\"pt\", "
+                   "return_dict=True)"]
+    else:
+        prepare = [f"inputs = tokenizer(\"{EXAMPLE_TEXT}\", return_tensors=\"pt\")"]
+    return prepare + [
         f"out = {model_var}.generate(**inputs, max_new_tokens=32, do_sample=False)",
         "print(tokenizer.decode(out[0, inputs[\"input_ids\"].shape[1]:], skip_special_tokens=True))",
     ]
 
 
-def _usage_adapter(folder: str, info: ModelInfo | None, lineage) -> list[str]:
+def _usage_adapter(folder: str, info: ModelInfo | None, lineage, chat: bool) -> list[str]:
     base = info.base_model_name_or_path if info else "BASE_MODEL"
     out = ["## Use", ""]
     if lineage.parents or (info and info.parent_adapters):
@@ -149,12 +154,12 @@ def _usage_adapter(folder: str, info: ModelInfo | None, lineage) -> list[str]:
             f"model = AutoModelForCausalLM.from_pretrained(\"{base}\", dtype=torch.float32)"]
     if call:
         out.append(call)
-    out += [f"model = PeftModel.from_pretrained(model, \"{folder}\")", *_generate_lines(), "```", ""]
+    out += [f"model = PeftModel.from_pretrained(model, \"{folder}\")", *_generate_lines(chat), "```", ""]
     if info and pad_multiple(info.tokenizer_size, info.embedding_rows) == 1:
         out += ["Or in one call (`AutoPeftModelForCausalLM` grows the table to `len(tokenizer)` itself):", "",
                 "```python", "from peft import AutoPeftModelForCausalLM", "from transformers import AutoTokenizer", "",
                 f"tokenizer = AutoTokenizer.from_pretrained(\"{folder}\")",
-                f"model = AutoPeftModelForCausalLM.from_pretrained(\"{folder}\")", *_generate_lines(), "```", ""]
+                f"model = AutoPeftModelForCausalLM.from_pretrained(\"{folder}\")", *_generate_lines(chat), "```", ""]
     elif info:
         out += [f"`AutoPeftModelForCausalLM` does not work for this adapter: it grows the table to `len(tokenizer)` "
                 f"({info.tokenizer_size}) rows, not the adapter's {info.embedding_rows}. Use the recipe above.", ""]
@@ -165,13 +170,13 @@ def _usage_adapter(folder: str, info: ModelInfo | None, lineage) -> list[str]:
     return out
 
 
-def _usage_merged(folder: str) -> list[str]:
+def _usage_merged(folder: str, chat: bool) -> list[str]:
     gguf = os.path.join(folder, "gguf")
     return [
         "## Use", "", "### transformers", "", "```python", "import torch",
         "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
         f"tokenizer = AutoTokenizer.from_pretrained(\"{folder}\")",
-        f"model = AutoModelForCausalLM.from_pretrained(\"{folder}\", dtype=torch.float32)", *_generate_lines(),
+        f"model = AutoModelForCausalLM.from_pretrained(\"{folder}\", dtype=torch.float32)", *_generate_lines(chat),
         "```", "", "### vLLM", "", "```bash", f"vllm serve {folder}", "```", "",
         "The chat template is the prompt the model was instruction-tuned with, so `/v1/chat/completions` prompts it "
         "correctly.", "", "### llama.cpp / Ollama", "",
@@ -210,15 +215,17 @@ def render_model_card(folder: str, final_path: str | None = None) -> str:
     tags = ["langadapt", "persian", "vocabulary-extension"] + ([info.training_mode] if info else [])
     meta: dict[str, Any] = {"library_name": "peft" if is_adapter else "transformers", "base_model": base,
                             "language": ["fa", "en"], "pipeline_tag": "text-generation", "tags": tags}
-    template = load_template_name(source, default="") or "(none recorded)"
+    recorded = load_template_name(source, default="")
+    template = recorded or "(none recorded: not instruction-tuned)"
+    chat = bool(recorded)
     kind = "PEFT adapter" if is_adapter else "merged model"
     lines = [_header(meta), f"# {os.path.basename(folder)}", "",
-             f"A {kind} adapting `{base}` to Persian with langadapt. Prompt template: `{template}` (the tokenizer's "
-             "chat template renders it).", ""]
+             f"A {kind} adapting `{base}` to Persian with langadapt. Prompt template: `{template}`"
+             + (" (the tokenizer's chat template renders it)." if chat else "."), ""]
     lines += _vocabulary_section(info, report)
     lines += _training_section(info, run, lineage)
     lines += _evaluation_section(source)
-    lines += _usage_adapter(folder, info, lineage) if is_adapter else _usage_merged(folder)
+    lines += _usage_adapter(folder, info, lineage, chat) if is_adapter else _usage_merged(folder, chat)
     lines += _normalizer_section(source)
     return "\n".join(lines).rstrip() + "\n"
 
