@@ -26,6 +26,8 @@ $(STAMP): requirements.txt requirements-data.txt pyproject.toml
 	$(BIN)/pip install --quiet -r requirements.txt
 	$(BIN)/pip install --quiet --no-deps -r requirements-data.txt
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	# llama.cpp's GGUF converter (inference/export_gguf.py), from the llama-cpp-python sdist into ~/.cache/langadapt.
+	$(BIN)/python -c "from langadapt.gguf_export import find_converter, fetch_converter; find_converter() or fetch_converter()"
 	touch $@
 
 demo: setup

@@ -104,7 +104,16 @@ def _training_section(info: ModelInfo | None, run: dict, lineage) -> list[str]:
     for rec in lineage.parents:
         out.append(f"- trained on top of `{rec['path']}`, merged into the base first (apply it before this one)")
     if info and info.merged_adapters:
-        out.append("- merged adapters: " + ", ".join(f"`{a}`" for a in info.merged_adapters))
+        out += ["", "Merged adapters, in order:", "", "| adapter | mode | data | template | eval_loss |",
+                "| --- | --- | --- | --- | --- |"]
+        for a in info.merged_adapters:
+            a_run = _json(os.path.join(a, "run_args.json")) or {}
+            a_info = ModelInfo.from_dir(a)
+            a_data = a_run.get("data") or {}
+            a_results = _json(os.path.join(a, "all_results.json")) or {}
+            loss = _fmt(a_results["eval_loss"]) if "eval_loss" in a_results else "-"
+            out.append(f"| `{a}` | {a_info.training_mode if a_info else '?'} | {a_data.get('dataset_dir') or '?'} | "
+                       f"{a_data.get('template') or '-'} | {loss} |")
     commit = next((v.get("git_commit") for v in run.values() if isinstance(v, dict) and v.get("git_commit")), None)
     if commit:
         out.append(f"- langadapt commit: `{commit}`")
@@ -128,8 +137,8 @@ def _generate_lines(chat: bool, model_var: str = "model") -> list[str]:
     """Greedy generation: through the chat template for instruction-tuned folders, plain text otherwise."""
     if chat:
         prepare = [f"messages = [{{\"role\": \"user\", \"content\": \"{EXAMPLE_INSTRUCTION}\"}}]",
-                   "inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors=\"pt\", "
-                   "return_dict=True)"]
+                   "inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, "
+                   "return_tensors=\"pt\", return_dict=True)"]
     else:
         prepare = [f"inputs = tokenizer(\"{EXAMPLE_TEXT}\", return_tensors=\"pt\")"]
     return prepare + [

@@ -104,13 +104,10 @@ def _split_fields(fmt: str) -> tuple[str, str, str]:
 
 
 def _response_header(template) -> str:
-    """The text after the last field: Alpaca's ``\\n\\n### Response:\\n``, the generation prompt."""
-    for marker in ("### Response:",):
-        if marker in template.without_input:
-            at = template.without_input.rindex(marker)
-            start = template.without_input.rindex("{instruction}") + len("{instruction}")
-            return template.without_input[start:at] + template.without_input[at:]
-    return ""
+    """What follows the instruction when it ends in a response header (Alpaca's ``\\n\\n### Response:\\n``): the
+    generation prompt. ``""`` for templates without one."""
+    tail = template.without_input.split("{instruction}", 1)[1]
+    return tail if "### Response:" in tail else ""
 
 
 def chat_template_for(template: str, bos_token: bool = False, after_bos: str = "") -> str | None:
@@ -119,9 +116,9 @@ def chat_template_for(template: str, bos_token: bool = False, after_bos: str = "
 
     ``bos_token``: start with ``{{ bos_token }}`` (when tokenizing a prompt adds BOS: ``apply_chat_template``
     tokenizes without special tokens), then ``after_bos`` (SentencePiece tokenizers need a space there: they prepend
-    their ``▁`` only at the very start of the text, which BOS now is). Turns: an optional system message first (its text and a blank line before
-    the prompt), then user turns (``content`` = instruction, optional ``input``) and assistant turns (the
-    response, then EOS). The response header (Alpaca's ``### Response:``) is the generation prompt.
+    their ``▁`` only at the very start of the text, which BOS now is). Turns: an optional system message first (its
+    text and a blank line before the prompt), then user turns (``content`` = instruction, optional ``input``) and
+    assistant turns (the response, then EOS). The response header (Alpaca's ``### Response:``) is the generation prompt.
     """
     tpl = get_template(template)
     if tpl is None:
