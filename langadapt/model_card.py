@@ -180,7 +180,7 @@ def _usage_adapter(folder: str, info: ModelInfo | None, lineage, chat: bool) -> 
 
 
 def _usage_merged(folder: str, chat: bool) -> list[str]:
-    gguf = os.path.normpath(folder) + "_gguf"  # beside the model, as the pipeline's EXPORT_GGUF step writes it
+    gguf = os.path.normpath(folder) + "_gguf"  # beside the model folder
     return [
         "## Use", "", "### transformers", "", "```python", "import torch",
         "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
