@@ -35,6 +35,7 @@ import torch
 from langadapt.cli import UsageError
 from langadapt.embeddings import resize_and_init
 from langadapt.errors import InputError
+from langadapt.hf_normalizer import warn_if_missing
 from langadapt.lineage import check_chain
 from langadapt.modeling import MODEL_INFO_FILE, TOKENIZER_INFO_FILE, ModelInfo, is_tied, torch_dtype
 from langadapt.normalize import CONFIG_FILE as NORMALIZER_FILE
@@ -175,6 +176,8 @@ def load_tokenizer_for(base_model: str, adapters: Sequence[str], tokenizer_path:
         raise UsageError(f"--tokenizer_name_or_path: cannot load a tokenizer from {path}: {e}") from None
     if tok.pad_token is None and tok.eos_token is not None:
         tok.pad_token = tok.eos_token  # batched generation pads prompts; EOS is never a prompt token
+    if os.path.isdir(path):
+        warn_if_missing(path)  # langadapt normalizes itself; say what plain AutoTokenizer users of this folder get
     return tok, path
 
 
