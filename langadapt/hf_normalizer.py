@@ -116,25 +116,26 @@ def _presentation_forms_charsmap() -> str:
     return base64.b64encode(proto.normalizer_spec.precompiled_charsmap).decode("ascii")
 
 
-def _presentation_forms() -> list[dict[str, Any]]:
+def _presentation_forms(charsmap: bool = True) -> list[dict[str, Any]]:
     return [
         _replace(_regex(f"(?<=[{_FORMS}])(?=\\p{{M}})"), _SEPARATOR),
-        {"type": "Precompiled", "precompiled_charsmap": _presentation_forms_charsmap()},
+        {"type": "Precompiled", "precompiled_charsmap": _presentation_forms_charsmap() if charsmap else ""},
         _replace(_SEPARATOR, ""),
     ]
 
 
-def hf_normalizers(config: NormalizerConfig | None = None) -> list[dict[str, Any]]:
+def hf_normalizers(config: NormalizerConfig | None = None, charsmap: bool = True) -> list[dict[str, Any]]:
     """The ``tokenizer.json`` normalizer entries computing ``langadapt.normalize.normalize(text, config)``.
 
-    Empty for a disabled configuration.
+    Empty for a disabled configuration. ``charsmap=False`` leaves the presentation-form map empty (enough to
+    recognise the entries in a file, without compiling the map).
     """
     cfg = config or NormalizerConfig()
     if not cfg.enabled:
         return []
     steps: list[dict[str, Any]] = []
     if cfg.unify_letters:
-        steps += _presentation_forms()
+        steps += _presentation_forms(charsmap)
     steps.append({"type": "NFC"})
     if cfg.unify_letters:
         steps += [_replace(_regex("[\u064a\u0649]"), "\u06cc"), _replace("\u0643", "\u06a9")]
@@ -244,7 +245,7 @@ def detach_normalizer(tokenizer_dir: str, config: NormalizerConfig | None = None
     there. Used for llama.cpp's converter, which fingerprints the tokenizer on raw text and ignores normalizers."""
     cfg = config if config is not None else NormalizerConfig.from_dir(tokenizer_dir)
     path, spec = _read_spec(tokenizer_dir)
-    rest, present = _strip_ours(_split(spec.get("normalizer")), hf_normalizers(cfg))
+    rest, present = _strip_ours(_split(spec.get("normalizer")), hf_normalizers(cfg, charsmap=False))
     if not present:
         return False
     spec["normalizer"] = None if not rest else (rest[0] if len(rest) == 1 else {"type": "Sequence",
@@ -258,7 +259,7 @@ def has_normalizer(tokenizer_dir: str, config: NormalizerConfig | None = None) -
 
     ``True`` when the configuration is disabled (there is nothing to carry)."""
     cfg = config if config is not None else NormalizerConfig.from_dir(tokenizer_dir)
-    ours = hf_normalizers(cfg)
+    ours = hf_normalizers(cfg, charsmap=False)
     if not ours:
         return True
     _, spec = _read_spec(tokenizer_dir)
