@@ -250,7 +250,8 @@ def merge_adapters(args: MergeArguments) -> MergeReport:
         # 1-3. reference logits (base + adapters, the last one unmerged, float32), merge, cast, save
         save = _save_shardwise if args.low_memory else _save_in_memory
         tokenizer, rows, inputs, reference = save(args, chain, tmp, out_dtype, template, sources)
-        set_trained_chat_template(tokenizer, template)  # an adapter saved before chat templates were written
+        if load_template_name(last, default=""):  # instruction-tuned (an older SFT folder may lack the template)
+            set_trained_chat_template(tokenizer, template)
         tokenizer.save_pretrained(tmp)
         copy_metadata(sources, tmp)
         if os.path.isfile(os.path.join(tmp, NORMALIZER_FILE)):
