@@ -5,7 +5,7 @@ what the folder and its inputs record (``langadapt_model.json``, ``langadapt_lin
 ``all_results.json``, the tokenizer's ``merge_report.json``, ``merge_report.json`` of a merge) and writes a card
 with: the base model, the vocabulary extension (new pieces, tokens per word before/after), the training stages and
 data, the evaluation numbers when known, what the tokenizer.json normalizer cannot express, and loading snippets
-for transformers, PEFT, vLLM and llama.cpp. The Python snippets are run by tests/test_model_card.py, from another
+for transformers, PEFT, vLLM and llama.cpp. The Python snippets are run by tests/test_portable.py, from another
 working directory, as a new user would paste them (vLLM needs a GPU and is not run).
 """
 
