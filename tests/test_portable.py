@@ -163,3 +163,18 @@ def test_model_card_snippets_run_from_another_directory(chain, folder, tmp_path)
                               timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert proc.stdout.strip() is not None
+
+
+@pytest.mark.parametrize("mode", ["lora", "new_rows"])
+def test_peft_recipe_for_both_adapter_kinds_on_a_tied_model(mode, tmp_path, tiny_tied_model_dir, bpe_base_dir):
+    """The card's recipe (resize with the padding multiple, then PeftModel.from_pretrained) rebuilds trainable-token
+    adapters too, with the tied head following the new rows."""
+    from _sft_helpers import make_adapter
+
+    tok = make_extended_tokenizer(bpe_base_dir, str(tmp_path / "tok"))
+    adapter = make_adapter(tiny_tied_model_dir, tok, str(tmp_path / "adapter"), mode=mode)
+    info = ModelInfo.from_dir(adapter)
+    tokenizer = AutoTokenizer.from_pretrained(adapter)
+    recipe = load_with_peft(tiny_tied_model_dir, adapter, len(tokenizer), info.embedding_rows)
+    reference, _ = load_with_adapters(tiny_tied_model_dir, [adapter])
+    assert max_diff(logits(recipe, tokenizer), logits(reference, tokenizer)) < 1e-4
