@@ -43,6 +43,11 @@ def _tokenizer_report(folder: str, run: dict) -> dict | None:
     tok = (run.get("model") or {}).get("tokenizer_name_or_path")
     if tok:
         candidates.append(tok)
+    info = ModelInfo.from_dir(folder)
+    for adapter in reversed(info.merged_adapters if info else []):  # a merged model: its adapters' runs
+        a_tok = ((_json(os.path.join(adapter, "run_args.json")) or {}).get("model") or {}).get("tokenizer_name_or_path")
+        if a_tok:
+            candidates.append(a_tok)
     for c in candidates:
         report = _json(os.path.join(c, "merge_report.json"))
         if report and "base_vocab_size" in report:

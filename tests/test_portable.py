@@ -44,6 +44,10 @@ def chain(tmp_path_factory, tiny_tied_model_dir, bpe_base_dir, persian_lines):
     """pretraining (LoRA) -> SFT continuing the same adapter -> merge, with the real scripts (pad to 8 rows)."""
     root = tmp_path_factory.mktemp("chain")
     tok = make_extended_tokenizer(bpe_base_dir, str(root / "tok"))
+    report = {"kind": "byte_level_bpe", "base_vocab_size": 1000, "new_pieces": 12, "new_token_ids": [1000, 1012],
+              "merged_vocab_size": 1012, "eval": {"fa.txt": {"base_tokens_per_word": 3.1,
+                                                             "merged_tokens_per_word": 1.9}}}
+    (root / "tok" / "merge_report.json").write_text(json.dumps(report), encoding="utf-8")  # as tokenizer/merge.py
     corpus = root / "corpus"
     corpus.mkdir()
     (corpus / "fa.txt").write_text("\n".join(persian_lines[:300]) + "\n", encoding="utf-8")
@@ -151,7 +155,7 @@ def test_model_card_snippets_run_from_another_directory(chain, folder, tmp_path)
     card = open(os.path.join(chain[folder], "README.md"), encoding="utf-8").read()
     assert card.startswith("---\n") and "base_model:" in card and "language:" in card
     assert ("library_name: peft" if folder != "merged" else "library_name: transformers") in card
-    assert "tokens/word" in card or "Tokenizer of" in card
+    assert "| fa.txt | 3.100 | 1.900 |" in card and "extended with 12 byte_level_bpe pieces" in card
     snippets = [s for s in python_snippets(card) if "llama_cpp" not in s]  # llama.cpp: tests/test_gguf_export.py
     assert snippets
     if folder == "sft":
