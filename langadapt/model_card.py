@@ -226,6 +226,7 @@ def render_model_card(folder: str, final_path: str | None = None) -> str:
     lineage = read_lineage(source)
     report = _tokenizer_report(source, run)
     base = info.base_model_name_or_path if info else (run.get("model") or {}).get("model_name_or_path", "")
+    base = os.path.abspath(base) if base and os.path.isdir(base) else base  # a merge given a relative base path
     tags = ["langadapt", "persian", "vocabulary-extension"] + ([info.training_mode] if info else [])
     meta: dict[str, Any] = {"library_name": "peft" if is_adapter else "transformers", "base_model": base,
                             "language": ["fa", "en"], "pipeline_tag": "text-generation", "tags": tags}
