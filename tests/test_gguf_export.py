@@ -108,7 +108,7 @@ def test_llama_cpp_runs_the_exported_smollm2(tmp_path, persian_lines, english_li
         ids = tok(prompt)["input_ids"]
         want = model.generate(torch.tensor([ids]), max_new_tokens=4, do_sample=False)[0, len(ids):].tolist()
         got = []
-        for token in llm.generate(ids, temp=0.0, top_k=1, reset=True):
+        for token in llm.generate(ids, temp=0.0, top_k=1, repeat_penalty=1.0, reset=True):
             got.append(token)
             if len(got) == 4:
                 break
