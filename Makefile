@@ -47,6 +47,7 @@ test-slow: setup
 # Every benchmark prints its numbers next to a baseline measured in the same run and writes a JSON to outputs/bench.
 bench: setup
 	$(BIN)/python bench/tokenizer.py --output_dir outputs/bench
+	$(BIN)/python bench/hf_normalizer.py --output_dir outputs/bench
 	$(BIN)/python bench/pretrain.py --output_dir outputs/bench
 	OMP_NUM_THREADS=1 $(BIN)/python bench/inference.py --output_dir outputs/bench
 	$(BIN)/python bench/gpu_scale.py --shape tiny --output_dir outputs/bench/gpu_scale
