@@ -26,6 +26,8 @@ $(STAMP): requirements.txt requirements-data.txt pyproject.toml
 	$(BIN)/pip install --quiet -r requirements.txt
 	$(BIN)/pip install --quiet --no-deps -r requirements-data.txt
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	# llama.cpp's GGUF converter (inference/export_gguf.py), from the llama-cpp-python sdist into ~/.cache/langadapt.
+	$(BIN)/python -c "from langadapt.gguf_export import find_converter, fetch_converter; find_converter() or fetch_converter()"
 	touch $@
 
 demo: setup
@@ -45,6 +47,7 @@ test-slow: setup
 # Every benchmark prints its numbers next to a baseline measured in the same run and writes a JSON to outputs/bench.
 bench: setup
 	$(BIN)/python bench/tokenizer.py --output_dir outputs/bench
+	$(BIN)/python bench/hf_normalizer.py --output_dir outputs/bench
 	$(BIN)/python bench/pretrain.py --output_dir outputs/bench
 	OMP_NUM_THREADS=1 $(BIN)/python bench/inference.py --output_dir outputs/bench
 	$(BIN)/python bench/gpu_scale.py --shape tiny --output_dir outputs/bench/gpu_scale

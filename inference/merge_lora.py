@@ -1,12 +1,13 @@
 """Merge adapters (pretraining, then SFT) into the base model: a plain HF folder that serving stacks accept.
 
-    python inference/merge_lora.py --base_model models/smollm2-135m \
-        --lora_model outputs/pt,outputs/sft --output_dir outputs/merged
+    python inference/merge_lora.py --base_model models/smollm2-135m --lora_model outputs/sft --output_dir outputs/merged
 
-One adapter is enough when it records its parents (``--lora_model outputs/sft``). The output holds sharded
-safetensors, the tokenizer (with ``langadapt_normalizer.json``), ``langadapt_template.json``,
-``langadapt_model.json`` and ``merge_report.json`` with the logits self-check: merged model vs adapters applied,
-maximum absolute difference, which must be under ``--tolerance`` or nothing is written. ``--low_memory`` merges
+One adapter is enough: an SFT adapter that continued the pretraining adapter holds it (passing both is refused, see
+langadapt/lineage.py), and an adapter trained on merged parents brings them along. The output holds sharded
+safetensors, the tokenizer (the Persian normalizer in tokenizer.json, the trained prompt as chat template, and
+``langadapt_normalizer.json``), ``langadapt_template.json``, ``langadapt_model.json``, a model card (``README.md``)
+and ``merge_report.json`` with the logits self-check: merged model vs adapters applied, maximum absolute
+difference, which must be under ``--tolerance`` or nothing is written. ``--low_memory`` merges
 one base shard at a time (7B on a CPU node). See langadapt/merge.py.
 """
 

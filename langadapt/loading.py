@@ -41,6 +41,8 @@ import torch
 
 from langadapt.embeddings import ResizeReport, is_tied, padded_size, resize_and_init
 from langadapt.errors import InputError
+from langadapt.hf_normalizer import warn_if_missing
+from langadapt.lineage import check_chain
 from langadapt.metadata import (
     ADAPTER_CONFIG, MODEL_INFO_FILE, ModelInfo, has_tokenizer, is_adapter_dir, tokenizer_info,
 )
@@ -227,6 +229,10 @@ def resolve_adapter_chain(adapters: Sequence[str], arg: str = "adapters") -> lis
             info = ModelInfo.from_dir(a)
             what = "a full model; pass it as the base model" if info is not None else "not a PEFT adapter folder"
             raise InputError(f"--{arg}: {a} has no {ADAPTER_CONFIG}: it is {what}", arg=arg, value=a)
+    try:  # an adapter applied together with its own continuation would apply the same training twice
+        check_chain(adapters)
+    except InputError as e:
+        raise InputError(f"--{arg}: {e.message}", arg=arg, value=adapters) from None
     if len(adapters) != 1:
         return adapters
     info = ModelInfo.from_dir(adapters[0])
@@ -314,7 +320,10 @@ def tokenizer_path_for(base_model: str, adapters: Sequence[str], tokenizer_path:
 def load_tokenizer_for(base_model: str, adapters: Sequence[str], tokenizer_path: str | None):
     """(tokenizer, the folder it came from) for a base model + adapter chain (see :func:`tokenizer_path_for`)."""
     path = tokenizer_path_for(base_model, adapters, tokenizer_path)
-    return load_tokenizer(path), path
+    tokenizer = load_tokenizer(path)
+    if os.path.isdir(path):
+        warn_if_missing(path)  # langadapt normalizes itself; say what plain AutoTokenizer users of this folder get
+    return tokenizer, path
 
 
 def load_with_adapters(

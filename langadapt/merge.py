@@ -32,8 +32,11 @@ from langadapt.errors import InputError
 from langadapt.cli import COMMA_LIST
 from langadapt.io import atomic_output_dir, write_json
 from langadapt.metadata import ModelInfo, copy_metadata
+from langadapt.hf_normalizer import attach_normalizer, warn_if_missing
+from langadapt.model_card import write_model_card
 from langadapt.normalize import CONFIG_FILE as NORMALIZER_FILE
 from langadapt.normalize import NormalizerConfig, normalize
+from langadapt.portable import set_trained_chat_template
 from langadapt.runinfo import write_run_args
 from langadapt.templates import encode_prompts, load_template_name
 
@@ -254,8 +257,13 @@ def merge_adapters(args: MergeArguments) -> MergeReport:
         # 1-3. reference logits (base + adapters, the last one unmerged, float32), merge, cast, save
         save = _save_shardwise if args.low_memory else _save_in_memory
         tokenizer, rows, inputs, reference = save(args, chain, tmp, out_dtype, template, sources)
+        if load_template_name(last, default=""):  # instruction-tuned (an older SFT folder may lack the template)
+            set_trained_chat_template(tokenizer, template)
         tokenizer.save_pretrained(tmp)
         copy_metadata(sources, tmp)
+        if os.path.isfile(os.path.join(tmp, NORMALIZER_FILE)):
+            warn_if_missing(next((s for s in sources if os.path.isfile(os.path.join(s, "tokenizer.json"))), tmp))
+            attach_normalizer(tmp)  # plain AutoTokenizer / vLLM users get the ids training saw
         first_info, last_info = ModelInfo.from_dir(chain[0]), ModelInfo.from_dir(last)
         ModelInfo(
             base_model_name_or_path=args.base_model,
@@ -280,6 +288,8 @@ def merge_adapters(args: MergeArguments) -> MergeReport:
         )
         write_json(os.path.join(tmp, REPORT_FILE), dataclasses.asdict(report))
         write_run_args(tmp, {"merge": args}, {"report": dataclasses.asdict(report)})
+        if report.passed:
+            write_model_card(tmp, final_path=args.output_dir)
         if diff is not None:
             logger.info("self-check on %d prompts: max |merged - adapters| logit difference %.3g (largest |logit| "
                         "%.3g, tolerance %.3g)", len(inputs), diff, max_logit, tolerance)

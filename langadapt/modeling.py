@@ -269,13 +269,14 @@ def log_model_summary(resize: ResizeReport, mode: str, trainable: int, total: in
 
 
 def save_model(model, tokenizer, output_dir: str, info: ModelInfo, trainer=None,
-               tokenizer_dir: str | None = None) -> None:
+               tokenizer_dir: str | None = None, peft_path: str | None = None) -> None:
     """Write the model or adapter, the tokenizer and ``langadapt_model.json`` into ``output_dir``.
 
     With a ``trainer`` its ``save_model`` is used (handles DeepSpeed ZeRO-3 gathering and only writes on the main
     process); otherwise ``model.save_pretrained``. ``tokenizer_dir``: the folder the tokenizer was loaded from;
     its ``langadapt_normalizer.json`` and ``langadapt_tokenizer.json`` (which ``save_pretrained`` does not write)
-    are copied too, so later stages find the normalization next to the model or adapter.
+    are copied too, so later stages find the normalization next to the model or adapter. ``peft_path``: the
+    ``--peft_path`` the adapter was trained from, recorded in ``langadapt_lineage.json`` (continued or merged).
     """
     if trainer is not None:
         trainer.save_model(output_dir)
@@ -285,6 +286,11 @@ def save_model(model, tokenizer, output_dir: str, info: ModelInfo, trainer=None,
         model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
     info.save(output_dir)
+    if info.is_adapter:  # PEFT's AutoPeftModelForCausalLM then finds the base from any working directory
+        from langadapt.lineage import write_lineage
+        from langadapt.portable import record_absolute_base
+        record_absolute_base(output_dir, info.base_model_name_or_path)
+        write_lineage(output_dir, peft_path, info.training_mode)
     if tokenizer_dir and os.path.isdir(tokenizer_dir):
         copy_metadata([tokenizer_dir], output_dir, names=(NORMALIZER_FILE, TOKENIZER_INFO_FILE))
 

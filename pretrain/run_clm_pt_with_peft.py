@@ -31,6 +31,7 @@ from langadapt.args import (
     SampleArguments,
 )
 from langadapt.cli import UsageError, parse_args, run_main, setup_logging
+from langadapt.model_card import write_model_card
 
 logger = logging.getLogger("langadapt.pretrain")
 
@@ -101,13 +102,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     # 7. Save: model or adapter + tokenizer + langadapt_model.json, trainer state, metrics.
     modeling.save_model(model, tokenizer, training_args.output_dir, prepared.info, trainer=trainer,
-                        tokenizer_dir=model_args.tokenizer_name_or_path)
+                        tokenizer_dir=model_args.tokenizer_name_or_path, peft_path=adapt_args.peft_path)
     trainer.save_state()
     metrics = dict(train_result.metrics)
     if eval_ds is not None:
         metrics.update(training.eval_metrics(trainer.evaluate()))
     trainer.log_metrics("all", metrics)
     training.save_all_results(training_args.output_dir, metrics)
+    if training.is_main_process():
+        write_model_card(training_args.output_dir)  # README.md: what this is, its numbers, tested loading snippets
     lifecycle.finish_outputs(training_args.output_dir)  # safetensors files are 0600 whatever the umask
     return metrics
 

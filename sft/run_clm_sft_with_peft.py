@@ -14,7 +14,9 @@
 
 Writes to ``--output_dir``: the adapter (or model) and tokenizer, ``langadapt_model.json``,
 ``langadapt_template.json``, ``langadapt_normalizer.json``, ``run_args.json``, ``all_results.json``,
-``trainer_state.json``, TensorBoard logs in ``runs/``, and ``samples.jsonl`` when there is a validation set.
+``trainer_state.json``, TensorBoard logs in ``runs/``, and ``samples.jsonl`` when there is a validation set. The
+tokenizer's ``chat_template`` is the ``--template`` trained (langadapt/portable.py), so ``apply_chat_template`` and
+OpenAI-style servers prompt the model as it was tuned.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ from langadapt.args import (
     AdaptationArguments, ModelArguments, SampleArguments, SeedSFTDataArguments, SFTTrainingArguments,
 )
 from langadapt.cli import parse_args, run_main, setup_logging
+from langadapt.model_card import write_model_card
 from langadapt.modeling import default_tokenizer_to_adapter, prepare_model, save_model
 from langadapt.normalize import NormalizerConfig
+from langadapt.portable import set_trained_chat_template
 from langadapt.sft_data import (
     SFTDataArguments, make_collator, read_sft_records, resolve_max_seq_length, sample_prompts, tokenize_records,
 )
@@ -120,7 +124,9 @@ def main(argv=None):
     result = trainer.train(resume_from_checkpoint=checkpoint)
     exit_if_preempted(preemption, training_args.output_dir)
     model.config.use_cache = True  # saved configs keep generation fast
-    save_model(model, tokenizer, training_args.output_dir, prepared.info, trainer, tokenizer_dir=tok_dir)
+    set_trained_chat_template(tokenizer, data_args.template)  # apply_chat_template renders the trained prompt
+    save_model(model, tokenizer, training_args.output_dir, prepared.info, trainer, tokenizer_dir=tok_dir,
+               peft_path=adapt_args.peft_path)
     trainer.save_state()
     if is_main_process():
         save_template_name(training_args.output_dir, data_args.template)
@@ -132,6 +138,8 @@ def main(argv=None):
         metrics.update(eval_metrics(trainer.evaluate()))
         metrics.update(eval_stats.as_dict("eval"))
     save_all_results(training_args.output_dir, metrics)
+    if is_main_process():
+        write_model_card(training_args.output_dir)  # README.md: what this is, its numbers, tested loading snippets
     lifecycle.finish_outputs(training_args.output_dir)  # safetensors files are 0600 whatever the umask
     return metrics
 

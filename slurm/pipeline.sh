@@ -35,7 +35,7 @@
 #   PT_FA_SBATCH_ARGS="..."          extra sbatch options for this stage (e.g. "--nodes=4 --time=48:00:00")
 #
 #   Groups work the same way: TOKENIZER_<VAR> -> slurm/tokenizer.sbatch, EVAL_<VAR> -> slurm/inference.sbatch (every
-#   evaluation), MERGE_<VAR> -> slurm/merge.sbatch, REPORT_<VAR> -> slurm/report.sbatch; <GROUP>_SBATCH_ARGS too.
+#   evaluation), MERGE_<VAR> -> slurm/merge.sbatch, EXPORT_<VAR> -> slurm/export.sbatch, REPORT_<VAR> -> slurm/report.sbatch; <GROUP>_SBATCH_ARGS too.
 #   TOKENIZER_TRAIN_FILE=data/fa     build a tokenizer first (with TOKENIZER_VOCAB_SIZE) into RUN_DIR/tokenizer ...
 #   TOKENIZER_NAME_OR_PATH=dir       ... or use this existing one; with neither, stages use the base model's
 #   EVAL_DATA_DIR=data/testset       test sets for every evaluation (default: the bundled ones; none: skip generation)
@@ -46,6 +46,8 @@
 #                                    steps; "langadapt" = the EVAL_DATA_DIR test sets as offline lm-eval tasks);
 #                                    LM_EVAL_<VAR> -> slurm/lm_eval.sbatch; the summaries join the final table
 #   MERGE_FINAL=true                 also merge the last stage into RUN_DIR/<stage>_merged (a deployable model)
+#   EXPORT_GGUF=false                true: also export that merged model to GGUF (slurm/export.sbatch ->
+#                                    RUN_DIR/<stage>_gguf, f16 and q8_0, for llama.cpp/Ollama); EXPORT_<VAR> too
 #   SBATCH_ARGS="-A acct -p gpu"     options for every sbatch (account, partition, QoS: never in the launchers)
 #   LOG_DIR=logs                     job logs (<LOG_DIR>/la-<step>-<jobid>.out; --local: <LOG_DIR>/la-<step>.log)
 #   Variables the recipe exports (export PYTHON=...) reach every step.
@@ -90,6 +92,7 @@ done
     || die "set STAGES in the recipe to the training stages in order, space-separated, e.g. pretrain sft"
 LOG_DIR=${LOG_DIR:-logs}
 MERGE_FINAL=${MERGE_FINAL:-true}
+EXPORT_GGUF=${EXPORT_GGUF:-false}
 SBATCH_ARGS=${SBATCH_ARGS:-}
 EVAL_DATA_DIR=${EVAL_DATA_DIR:-$ROOT/data/testset}
 EVAL_PERPLEXITY_FILES=${EVAL_PERPLEXITY_FILES:-}
@@ -102,12 +105,12 @@ fi
 
 # ------------------------------------------------------------------------------------------ recipe checks
 read -r -a STAGE_LIST <<<"$STAGES"
-RESERVED=" base base_merged tokenizer eval merge report lm_eval "
-PREFIXES=(TOKENIZER EVAL MERGE REPORT LM_EVAL)
+RESERVED=" base base_merged tokenizer eval merge export report lm_eval "
+PREFIXES=(TOKENIZER EVAL MERGE EXPORT REPORT LM_EVAL)
 declare -A SEEN=()
 for s in "${STAGE_LIST[@]}"; do
     [[ $s =~ ^[a-z][a-z0-9_]*$ ]] || die "stage name '$s' in STAGES: use lowercase letters, digits and _"
-    [[ $RESERVED != *" $s "* ]] || die "stage name '$s' is reserved (base, base_merged, tokenizer, eval, merge, report, lm_eval)"
+    [[ $RESERVED != *" $s "* ]] || die "stage name '$s' is reserved (base, base_merged, tokenizer, eval, merge, export, report, lm_eval)"
     [[ -z ${SEEN[$s]:-} ]] || die "stage '$s' appears twice in STAGES"
     SEEN[$s]=1
     P=${s^^}
@@ -201,7 +204,7 @@ group_env() {
             if [[ ${#other} -gt ${#prefix} && $other == "${prefix}_"* && $var == "${other}_"* ]]; then skip=1; fi
         done
         name=${var#"${prefix}"_}
-        case $name in KIND | FROM | SBATCH_ARGS | NAME_OR_PATH | FINAL | PATH | HOME | PWD | SHELL | "") skip=1 ;; esac
+        case $name in KIND | FROM | SBATCH_ARGS | NAME_OR_PATH | FINAL | GGUF | PATH | HOME | PWD | SHELL | "") skip=1 ;; esac
         [[ -z $skip ]] && printf '%s\0%s\0' "$name" "${!var}"
     done
     return 0
@@ -437,6 +440,11 @@ FINAL_DEPS=("${EVALS[@]}")
 if [[ $MERGE_FINAL == true && -n ${ADAPTER[$last]} ]]; then
     merge_step "$last"
     FINAL_DEPS+=("merge_$last")
+    if [[ $EXPORT_GGUF == true ]]; then
+        is_done "export_$last" "$RUN_DIR/${last}_gguf/export_report.json" \
+            || step "export_$last" export "merge_$last" "!MODEL_DIR=$RUN_DIR/${last}_merged" \
+                "!OUTPUT_DIR=$RUN_DIR/${last}_gguf" -- EXPORT
+    fi
 fi
 
 # 4. The final table and the run report.

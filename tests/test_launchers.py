@@ -23,7 +23,7 @@ import sys
 import pytest
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LAUNCHERS = ("tokenizer", "pretrain", "sft", "merge", "inference", "lm_eval", "report")
+LAUNCHERS = ("tokenizer", "pretrain", "sft", "merge", "export", "inference", "lm_eval", "report")
 SHELL_FILES = sorted(glob.glob(os.path.join(REPO_ROOT, "slurm", "*.sbatch"))) + [
     os.path.join(REPO_ROOT, "slurm", "common.sh"),
     os.path.join(REPO_ROOT, "slurm", "pipeline.sh"),
@@ -37,6 +37,7 @@ REQUIRED = {
     "pretrain": ("MODEL_NAME_OR_PATH", "DATASET_DIR", "OUTPUT_DIR"),
     "sft": ("MODEL_NAME_OR_PATH", "DATASET_DIR", "OUTPUT_DIR"),
     "merge": ("BASE_MODEL", "LORA_MODEL", "OUTPUT_DIR"),
+    "export": ("MODEL_DIR", "OUTPUT_DIR"),
     "inference": ("BASE_MODEL", "PREDICTIONS_DIR"),
     "lm_eval": ("BASE_MODEL", "OUTPUT_DIR"),
     "report": ("RUN_DIR",),
@@ -131,6 +132,8 @@ def _variables(name: str, p: dict[str, str]) -> dict[str, str]:
         "merge": {"BASE_MODEL": p["model"], "LORA_MODEL": f"{p['adapter_a']},{p['adapter_b']}", "OUTPUT_DIR": p["out"],
                   "TOKENIZER_NAME_OR_PATH": p["tokenizer"], "OUTPUT_DTYPE": "float32", "MAX_SHARD_SIZE": "500MB",
                   "CHECK_PROMPTS": "2", "TOLERANCE": "1e-3", "OVERWRITE_OUTPUT_DIR": "true"},
+        "export": {"MODEL_DIR": p["model"], "OUTPUT_DIR": p["out"], "OUTTYPES": "f16,q8_0", "NO_FETCH": "true",
+                   "OVERWRITE_OUTPUT_DIR": "true"},
         "inference": {"BASE_MODEL": p["model"], "LORA_MODEL": f"{p['adapter_a']},{p['adapter_b']}",
                       "TOKENIZER_PATH": p["tokenizer"], "DATA_DIR": p["testset"], "PREDICTIONS_DIR": p["out"],
                       "BATCH_SIZE": "4", "MAX_NEW_TOKENS": "8", "SCORING": "loglik", "TEMPLATE": "alpaca",
@@ -150,6 +153,7 @@ EXPECTED_SCRIPTS = {
     "pretrain": ["pretrain/run_clm_pt_with_peft.py"],
     "sft": ["sft/run_clm_sft_with_peft.py"],
     "merge": ["inference/merge_lora.py"],
+    "export": ["inference/export_gguf.py"],
     "inference": ["inference/inference.py", "inference/score.py", "inference/perplexity.py"],
     "lm_eval": ["inference/lm_eval.py"],
     "report": ["inference/score.py", "inference/report.py"],
@@ -439,6 +443,19 @@ def test_lm_eval_steps_after_each_evaluation(inputs, tmp_path):
     assert {f"lm_eval_{n}" for n in names} <= set(plan["report"]["after"])
     assert plan["report"]["vars"]["LM_EVAL"].split() == [f"{n}={run}/lm_eval/{n}" for n in names]
     # Without LM_EVAL_TASKS nothing changes (test_example_recipe_plan).
+
+
+def test_export_gguf_step_after_the_final_merge(inputs, tmp_path):
+    proc = _pipeline(["--dry-run", os.path.join(REPO_ROOT, "configs", "recipes", "example.env"),
+                      f"BASE_MODEL={inputs['model']}", f"RUN_DIR={tmp_path}/run", "EXPORT_GGUF=true",
+                      "EXPORT_OUTTYPES=q8_0"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    plan = _plan(proc.stdout)
+    run = f"{tmp_path}/run"
+    assert plan["export_sft_task"]["launcher"] == "export" and plan["export_sft_task"]["after"] == ["merge_sft_task"]
+    assert plan["export_sft_task"]["vars"]["MODEL_DIR"] == f"{run}/sft_task_merged"
+    assert plan["export_sft_task"]["vars"]["OUTPUT_DIR"] == f"{run}/sft_task_gguf"
+    assert plan["export_sft_task"]["vars"]["OUTTYPES"] == "q8_0" and "GGUF" not in plan["export_sft_task"]["vars"]
 
 
 def test_stage_prefixes_do_not_leak(inputs, tmp_path):

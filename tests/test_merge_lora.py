@@ -73,7 +73,7 @@ def test_merge_writes_exact_files_and_shards(tmp_path, tiny_model_dir, ext_tok_d
     shards = [f for f in files if f.startswith("model-") and f.endswith(".safetensors")]
     assert len(shards) > 1
     assert sorted(set(files) - set(shards)) == sorted([
-        "chat_template.jinja", "config.json", "generation_config.json", "langadapt_model.json",
+        "README.md", "chat_template.jinja", "config.json", "generation_config.json", "langadapt_model.json",
         "langadapt_normalizer.json", "langadapt_template.json", "merge_report.json", "model.safetensors.index.json",
         "run_args.json", "tokenizer.json", "tokenizer_config.json",
     ])

@@ -44,7 +44,8 @@ def test_smoke_lora_writes_exactly_the_contract_files(tiny_model_dir, ext_dir, c
                                       "--sample_max_new_tokens", "3", "--sample_prompts_file", str(prompts)))
     assert sorted(os.listdir(out)) == sorted([
         "README.md", "adapter_config.json", "adapter_model.safetensors", "all_results.json", "chat_template.jinja",
-        "langadapt_model.json", "langadapt_normalizer.json", "langadapt_tokenizer.json", "run_args.json", "runs",
+        "langadapt_lineage.json", "langadapt_model.json", "langadapt_normalizer.json", "langadapt_tokenizer.json",
+        "run_args.json", "runs",
         "samples.jsonl", "tokenizer.json", "tokenizer_config.json", "trainer_state.json", "training_args.bin",
     ])
     # The tokenizer folder's own records travel with the adapter (save_pretrained writes only HF files).

@@ -54,7 +54,8 @@ def test_smoke_continues_pretraining_adapter_and_writes_exact_files(tmp_path, ti
     ))
     assert sorted(os.listdir(out)) == sorted([
         "README.md", "adapter_config.json", "adapter_model.safetensors", "all_results.json", "chat_template.jinja",
-        "langadapt_model.json", "langadapt_normalizer.json", "langadapt_template.json", "langadapt_tokenizer.json",
+        "langadapt_lineage.json", "langadapt_model.json", "langadapt_normalizer.json", "langadapt_template.json",
+        "langadapt_tokenizer.json",
         "run_args.json", "runs", "samples.jsonl", "tokenizer.json", "tokenizer_config.json", "trainer_state.json",
         "training_args.bin",
     ])

@@ -426,3 +426,22 @@ def test_existing_output_refused_unless_overwrite(tmp_path, capsys, bases, extra
     assert os.listdir(out) == ["old.txt"]
     merge.main([*argv, "--overwrite"])
     assert "tokenizer.json" in os.listdir(out) and "old.txt" not in os.listdir(out)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_merged_tokenizer_json_normalizes_raw_persian(merged, texts, bases, kind):
+    """issue 13: a plain AutoTokenizer on raw text (Arabic yeh/kaf, kashida, bidi marks) gives langadapt's ids, and
+    English text still segments exactly as the base tokenizer does."""
+    from langadapt.hf_normalizer import has_normalizer
+
+    out, _ = merged[kind]
+    assert has_normalizer(out)
+    tok, base = AutoTokenizer.from_pretrained(out), AutoTokenizer.from_pretrained(bases[kind])
+    for line in texts["fa_held"][:100]:
+        # (not before the first character: see hf_normalizer.NOT_EXPRESSIBLE on SentencePiece's leading "▁")
+        raw = line[0] + line[1:].replace("ا", "ـا", 1).replace(" ", " \u200f", 1)
+        raw = raw.replace("ی", "ي").replace("ک", "ك")
+        assert tok(raw)["input_ids"] == tok(normalize(raw))["input_ids"]
+        assert normalize(raw) == normalize(line)
+    for line in texts["en_held"][:300]:
+        assert tok(line)["input_ids"] == base(line)["input_ids"]

@@ -4,7 +4,9 @@
         --output_dir outputs/tokenizer --eval_file heldout_fa.txt --eval_file heldout_en.txt
 
 Writes a folder AutoTokenizer.from_pretrained loads (plus tokenizer.model on the SentencePiece path),
-langadapt_tokenizer.json and langadapt_normalizer.json for later stages, and merge_report.json/.md/.png.
+langadapt_tokenizer.json and langadapt_normalizer.json for later stages, and merge_report.json/.md/.png. The Persian
+normalizer is also written into tokenizer.json (langadapt/hf_normalizer.py), so a plain AutoTokenizer on raw text
+gives the ids langadapt gives.
 Base ids never change; new ids follow every base id; text without target-script characters segments as before.
 """
 
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from langadapt.cli import COMMA_SPLIT_LIST, UsageError, parse_args, run_main
+from langadapt.hf_normalizer import attach_normalizer
 from langadapt.io import atomic_output_dir, check_output_dir, resolve_files
 from langadapt.normalize import NormalizerConfig
 from langadapt.vocab import byte_level_to_bytes, detect_extra_kind, detect_kind, validate_scripts
@@ -74,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         result = merge(args.base_tokenizer, extra_path, tmp, scripts, args.max_new_pieces)
         write_metadata(tmp, args.base_tokenizer, result)
         normalizer.save(tmp)
+        attach_normalizer(tmp, normalizer)  # plain AutoTokenizer users get the ids training sees
         pieces = result.new_pieces if kind == "sentencepiece" else [
             byte_level_to_bytes(t).decode("utf-8", "ignore") for t in result.new_pieces]
         report = build_report(args.base_tokenizer, tmp, result.summary(), eval_files, normalizer, scripts, pieces,
