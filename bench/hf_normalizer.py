@@ -2,8 +2,8 @@
 
     python bench/hf_normalizer.py [--lines 5000] [--output_dir outputs/bench]
 
-Tokenizer: a byte-level BPE (SmolLM2/Llama-3 style) trained here on langadapt.tiny.english_corpus(). Text: the first
-``--lines`` Persian lines (langadapt.tiny.persian_corpus(), with Arabic yeh/kaf, a kashida and a bidi mark typed into
+Tokenizer: a byte-level BPE (SmolLM2/Llama-3 style) trained here on tiny.english_corpus(). Text: the first
+``--lines`` Persian lines (tiny.persian_corpus(), with Arabic yeh/kaf, a kashida and a bidi mark typed into
 every line, as pasted text has them) and up to as many English lines (the bundled English corpus has ~2500). Three
 ways to get ids, best of 3 runs each:
 (a) the plain tokenizer on raw text (the baseline: no normalization), (b) the tokenizer whose tokenizer.json carries
@@ -15,10 +15,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 
-from langadapt import tiny
+# Tiny tokenizers (tests/tiny.py) and their text (demo/corpora.py) are test and demo code, not the shipped package.
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [os.path.join(_REPO, "tests"), os.path.join(_REPO, "demo")]
+
+import tiny  # noqa: E402
 from langadapt.hf_normalizer import attach_normalizer
 from langadapt.io import write_json
 from langadapt.normalize import NormalizerConfig, normalize

@@ -42,8 +42,8 @@ def main() -> None:
     parser.add_argument("--work", default=None, help="Scratch folder (default: a temporary one, removed after).")
     args = parser.parse_args()
     work = args.work or tempfile.mkdtemp(prefix="probe-")
-    sys.path.insert(0, REPO)
-    from langadapt import tiny
+    sys.path[:0] = [REPO, os.path.join(REPO, "tests"), os.path.join(REPO, "demo")]
+    import tiny
 
     tok = tiny.train_bpe_tokenizer(list(tiny.english_corpus()), os.path.join(work, "tok"), vocab_size=1000)
     model = tiny.make_tiny_llama(tok, os.path.join(work, "model"))

@@ -9,7 +9,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from _sft_helpers import load_script, one_torch_thread  # noqa: F401 (autouse fixture)
-from langadapt import tiny
+import tiny
 from langadapt.cli import UsageError
 from langadapt.gguf_export import find_converter, read_gguf
 from langadapt.hf_normalizer import attach_normalizer, has_normalizer
@@ -83,7 +83,7 @@ def test_llama_cpp_runs_the_exported_smollm2(tmp_path, persian_lines, english_li
     import torch
     from transformers import AutoModelForCausalLM
 
-    from langadapt import smollm
+    import smollm
     from langadapt.templates import build_prompt
 
     model_dir = str(tmp_path / "smollm2")

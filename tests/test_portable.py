@@ -16,7 +16,7 @@ from _sft_helpers import (  # noqa: F401 (one_torch_thread is an autouse fixture
     instruction_records, load_script, make_extended_tokenizer, one_torch_thread, perturb_trainable, pretrain_argv,
     sft_argv, write_dataset,
 )
-from langadapt.adapters import load_with_adapters
+from langadapt.loading import load_with_adapters
 from langadapt.args import AdaptationArguments, ModelArguments
 from langadapt.cli import UsageError
 from langadapt.lineage import LINEAGE_FILE, read_lineage
