@@ -23,93 +23,19 @@ import logging
 import os
 import sys
 import tempfile
-from dataclasses import dataclass, field
 
 # This file shares its name with the lm-eval package: keep its own folder off the import path so that
 # `import lm_eval` below finds the package when the file is run as a script.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != _HERE]
 
+from langadapt.args.inference import LMEvalArguments  # noqa: E402
 from langadapt.cli import UsageError, parse_args, run_main  # noqa: E402
 from langadapt.errors import InputError  # noqa: E402
 from langadapt.io import atomic_output_dir, check_output_dir, write_json, write_text  # noqa: E402
-from langadapt.templates import TEMPLATE_NAMES, load_template_name  # noqa: E402
+from langadapt.templates import load_template_name  # noqa: E402
 
 logger = logging.getLogger("lm_eval_run")
-
-
-@dataclass
-class LMEvalArguments:
-    """Model, tasks and output. Model flags are inference/inference.py's."""
-
-    base_model: str | None = field(default=None, metadata={"help": "Base model folder (or a merged model)."})
-    lora_model: str | None = field(default=None, metadata={
-        "help": "Adapter folder, or a comma-separated list applied in order (e.g. pretrain,sft)."})
-    tokenizer_path: str | None = field(default=None, metadata={
-        "help": "Tokenizer folder; default: the last adapter's folder, else --base_model."})
-    tasks: str | None = field(default=None, metadata={
-        "help": "Comma-separated lm-eval task/group/tag names (e.g. belebele_pes_Arab,global_mmlu_full_fa) and our "
-                "generated ones (langadapt, langadapt_fa, langadapt_fa_sentiment); default with --data_dir: "
-                "langadapt."})
-    data_dir: str | None = field(default=None, metadata={
-        "help": "Folder of our .json/.jsonl test sets (e.g. data/testset: fa/, en/, translate-test/) to run as "
-                "lm-eval tasks."})
-    include_path: str | None = field(default=None, metadata={
-        "help": "Comma-separated folders of more lm-eval task YAMLs (lm-eval's --include_path), e.g. groups over "
-                "our tasks or local copies of benchmarks."})
-    output_dir: str | None = field(default=None, metadata={"help": "Where results and the summary go."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace an existing --output_dir (or --write_tasks)."})
-    write_tasks: str | None = field(default=None, metadata={
-        "help": "Only write the task folder for --data_dir here (for `lm-eval --include_path`) and stop."})
-    with_prompt: bool = field(default=True, metadata={
-        "help": "Wrap our test records in the prompt template; --with_prompt False sends instruction and input."})
-    template: str | None = field(default=None, metadata={
-        "help": f"One of {', '.join(TEMPLATE_NAMES)} for our tasks; default: the one recorded by SFT in the "
-                "model/adapter folder, else alpaca."})
-    normalize: bool = field(default=True, metadata={
-        "help": "Normalize every request text with the tokenizer's normalizer; False: plain lm-eval."})
-    num_fewshot: int | None = field(default=None, metadata={"help": "Few-shot examples; default: each task's."})
-    limit: float | None = field(default=None, metadata={
-        "help": "Examples per task (a fraction if < 1); for smoke runs only, never for reported numbers."})
-    max_new_tokens: int | None = field(default=None, metadata={
-        "help": "New-token cap of every generation task (lm-eval's max_gen_toks); default: each task's (ours: per "
-                "task family, as inference/inference.py)."})
-    batch_size: int = field(default=8, metadata={"help": "Requests per forward pass."})
-    max_length: int | None = field(default=None, metadata={"help": "Context tokens; default: the model's."})
-    torch_dtype: str = field(default="auto", metadata={
-        "help": "auto (bfloat16 on a GPU that has it, else float32), float32, float16 or bfloat16."})
-    device: str | None = field(default=None, metadata={"help": "Default: cuda when available, else cpu."})
-    seed: int = field(default=1234, metadata={"help": "lm-eval's random seed (few-shot sampling)."})
-
-    def __post_init__(self) -> None:
-        self.lora_models = [p.strip() for p in (self.lora_model or "").split(",") if p.strip()]
-        self.task_names = [t.strip() for t in (self.tasks or "").split(",") if t.strip()]
-        self.include_paths = [p.strip() for p in (self.include_path or "").split(",") if p.strip()]
-        for p in self.include_paths:
-            if not os.path.isdir(p):
-                raise ValueError(f"--include_path: {p} is not a folder of lm-eval task YAMLs")
-        if self.write_tasks:
-            if not self.data_dir:
-                raise ValueError("--write_tasks needs --data_dir (the test sets to turn into tasks)")
-            return
-        if not self.base_model:
-            raise ValueError("--base_model is required (or --write_tasks to only write the task folder)")
-        if not self.output_dir:
-            raise ValueError("--output_dir is required")
-        if not self.task_names:
-            if not self.data_dir:
-                raise ValueError("pass --tasks (lm-eval task names) and/or --data_dir (our test sets)")
-            self.task_names = ["langadapt"]
-        if self.template is not None and self.template not in TEMPLATE_NAMES:
-            raise ValueError(f"--template: unknown template {self.template!r}; choose one of {TEMPLATE_NAMES}")
-        for flag, ok in (("--batch_size", self.batch_size >= 1),
-                         ("--num_fewshot", self.num_fewshot is None or self.num_fewshot >= 0),
-                         ("--limit", self.limit is None or self.limit > 0),
-                         ("--max_length", self.max_length is None or self.max_length >= 1),
-                         ("--max_new_tokens", self.max_new_tokens is None or self.max_new_tokens >= 1),
-                         ("--torch_dtype", self.torch_dtype in ("auto", "float32", "float16", "bfloat16"))):
-            if not ok:
-                raise ValueError(f"{flag}: invalid value; see --help")
 
 
 def main(argv=None) -> dict:

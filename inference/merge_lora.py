@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 
 from langadapt.cli import parse_args, run_main, setup_logging
-from langadapt.merge import MergeArguments, merge_adapters
+from langadapt.args.inference import MergeArguments
+from langadapt.merge import merge_adapters
 
 logger = logging.getLogger("merge_lora")
 

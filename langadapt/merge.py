@@ -23,19 +23,22 @@ import gc
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from langadapt.loading import embedding_rows, load_with_adapters, resolve_adapter_chain, retie_or_untie
 from langadapt.errors import InputError
-from langadapt.cli import COMMA_LIST
 from langadapt.io import atomic_output_dir, write_json
 from langadapt.metadata import ModelInfo, copy_metadata
 from langadapt.normalize import CONFIG_FILE as NORMALIZER_FILE
 from langadapt.normalize import NormalizerConfig, normalize
 from langadapt.runinfo import write_run_args
 from langadapt.templates import encode_prompts, load_template_name
+
+if TYPE_CHECKING:  # the argument dataclass lives with the other scripts' arguments
+    from langadapt.args.inference import MergeArguments
 
 logger = logging.getLogger(__name__)
 
@@ -53,73 +56,6 @@ CHECK_EXAMPLES: tuple[tuple[str, str], ...] = (
     ("یک بیت از حافظ بنویس.", ""),
     ("Summarize the following text in one sentence.", "Language models learn from large amounts of text."),
 )
-
-
-@dataclass
-class MergeArguments:
-    """Arguments of ``inference/merge_lora.py``."""
-
-    base_model: str | None = field(
-        default=None, metadata={"help": "Base model folder the first adapter was trained on. Required.",
-                                "aliases": ["--model_name_or_path"]}
-    )
-    lora_model: str | None = field(
-        default=None,
-        metadata={
-            "help": "Adapter folder(s), comma-separated, applied in order (e.g. pretraining,sft). One adapter "
-            "brings its recorded parent adapters (langadapt_model.json) along. Required.",
-            "aliases": ["--peft_path", "--adapters"], **COMMA_LIST,
-        },
-    )
-    output_dir: str | None = field(default=None, metadata={"help": "Folder for the merged model. Required."})
-    tokenizer_name_or_path: str | None = field(
-        default=None, metadata={"help": "Tokenizer to save. Default: the last adapter's folder, else the base's.",
-                                "aliases": ["--tokenizer_path"]}
-    )
-    output_dtype: str = field(
-        default="auto",
-        metadata={
-            "help": "dtype of the saved weights: auto (the base checkpoint's), float32, bfloat16, float16. The merge "
-            "itself is always computed in float32.",
-            "choices": list(OUTPUT_DTYPES),
-        },
-    )
-    max_shard_size: str = field(default="2GB", metadata={"help": "Largest safetensors shard, e.g. 2GB, 500MB."})
-    check_prompts: int = field(
-        default=4, metadata={"help": f"Prompts for the logits self-check (at most {len(CHECK_EXAMPLES)}); 0 skips it."}
-    )
-    tolerance: float | None = field(
-        default=None,
-        metadata={
-            "help": "Largest accepted |merged - adapter| logit difference. Default by output dtype: "
-            + ", ".join(f"{k} {v}" for k, v in DEFAULT_TOLERANCE.items())
-        },
-    )
-    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace an existing --output_dir.",
-                                                                "aliases": ["--overwrite"]})
-    low_memory: bool = field(
-        default=False,
-        metadata={
-            "help": "Merge one base safetensors shard at a time (7B on a CPU node: one shard + the adapters in "
-            "memory; output keeps the base's shard layout, --max_shard_size is ignored). LoRA and trainable-token "
-            "adapters only. The self-check still loads the model once; --check_prompts 0 skips it."
-        },
-    )
-
-    def __post_init__(self) -> None:
-        for name in ("base_model", "lora_model", "output_dir"):
-            if not getattr(self, name):
-                raise ValueError(f"--{name} is required")
-        if self.output_dtype not in OUTPUT_DTYPES:
-            raise ValueError(f"--output_dtype must be one of {', '.join(OUTPUT_DTYPES)}, got {self.output_dtype!r}")
-        if not 0 <= self.check_prompts <= len(CHECK_EXAMPLES):
-            raise ValueError(f"--check_prompts must be between 0 and {len(CHECK_EXAMPLES)}, got {self.check_prompts}")
-        if self.tolerance is not None and self.tolerance <= 0:
-            raise ValueError(f"--tolerance must be > 0, got {self.tolerance}")
-
-    @property
-    def adapters(self) -> list[str]:
-        return [a.strip() for a in (self.lora_model or "").split(",") if a.strip()]
 
 
 @dataclass

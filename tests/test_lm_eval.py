@@ -214,7 +214,8 @@ def test_loglik_choice_equals_inference_scoring_loglik(base_run, data_dir, tiny_
 
 
 def test_adapter_chain_and_merged_model_runs_agree(tmp_path, tiny_model_dir, data_dir, base_run):
-    from langadapt.merge import MergeArguments, merge_adapters
+    from langadapt.args.inference import MergeArguments
+    from langadapt.merge import merge_adapters
 
     tok = make_extended_tokenizer(tiny_model_dir, str(tmp_path / "tok"))
     parent = make_adapter(tiny_model_dir, tok, str(tmp_path / "pt"), mode="lora", seed=1)

@@ -15,7 +15,8 @@ from _sft_helpers import (  # noqa: F401 (one_torch_thread is an autouse fixture
 import tiny
 from langadapt.loading import grow_embeddings, load_with_adapters
 from langadapt.cli import UsageError
-from langadapt.merge import MergeArguments, merge_adapters
+from langadapt.args.inference import MergeArguments
+from langadapt.merge import merge_adapters
 
 merge_lora = load_script("inference/merge_lora.py")
 
