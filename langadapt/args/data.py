@@ -50,7 +50,7 @@ class ParallelArguments:
     seed: int = field(default=42, metadata={"help": "Seed of layout/wording assignment and shuffling."})
 
     def __post_init__(self) -> None:
-        self.layout_ratios = parse_ratios(self.layouts, LAYOUTS, "--layouts")
+        self.layout_ratios = parse_ratios(self.layouts, LAYOUTS, arg="layouts")
         self.tsv_column_order = parse_columns(self.tsv_columns)
         self.direction_list = [d.strip() for d in self.directions.split(",") if d.strip()]
         bad = [d for d in self.direction_list if d not in DIRECTIONS]
