@@ -1,8 +1,10 @@
 """Generate answers for every test set in a folder (batched, resumable), or chat with the model one turn at a time.
 
-    python inference/inference.py --base_model BASE --lora_model PT_ADAPTER,SFT_ADAPTER \\
+    python inference/inference.py --model_name_or_path BASE --peft_path PT_ADAPTER,SFT_ADAPTER \\
         --data_dir data/testset --predictions_dir outputs/predictions/sft
-    python inference/inference.py --base_model MERGED --interactive          # one instruction per line on stdin
+    python inference/inference.py --model_name_or_path MERGED --interactive  # one instruction per line on stdin
+
+The seed's inference.sh names (--base_model, --lora_model, --tokenizer_path) work as aliases.
 
 Writes ``<predictions_dir>/<path of the test file under data_dir, no extension>.jsonl`` records {id, instruction,
 input, prediction, gold} (+ error; ``prediction`` is the model's answer, ``gold`` the test file's ``output``), flushed after every batch, and ``run_args.json``. A rerun skips finished ids and
@@ -38,9 +40,9 @@ def main(argv=None) -> None:
         huggingface_hub.constants.HF_HUB_CACHE = args.cache_dir
 
     # 1. Template: the one the model was instruction-tuned with, unless told otherwise.
-    model_dir = args.lora_models[-1] if args.lora_models else args.base_model
+    model_dir = args.lora_models[-1] if args.lora_models else args.model_name_or_path
     template = "none" if not args.with_prompt else args.template or load_template_name(model_dir)
-    logger.info("model %s + adapters %s, template %r", args.base_model, args.lora_models, template)
+    logger.info("model %s + adapters %s, template %r", args.model_name_or_path, args.lora_models, template)
 
     # 2. Test sets: read and validate all of them before loading the model.
     tests = []
@@ -54,13 +56,13 @@ def main(argv=None) -> None:
     options = DecodingOptions(args.repetition_penalty, args.do_sample, args.temperature, args.top_p)
     if args.backend == "vllm":
         check_vllm(args.lora_models)
-        generator = VLLMGenerator(args.base_model, args.tokenizer_path, template, options, args.seed,
+        generator = VLLMGenerator(args.model_name_or_path, args.tokenizer_name_or_path, template, options, args.seed,
                                   args.torch_dtype)
     else:
         import torch
 
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model, tokenizer = load_model(args.base_model, args.lora_models, args.tokenizer_path,
+        model, tokenizer = load_model(args.model_name_or_path, args.lora_models, args.tokenizer_name_or_path,
                                       args.torch_dtype, device)
         generator = HFGenerator(model, tokenizer, template, options)
 

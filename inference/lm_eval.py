@@ -1,8 +1,8 @@
 """Evaluate a model with EleutherAI's lm-evaluation-harness: standard benchmarks and our own test sets.
 
-    python inference/lm_eval.py --base_model BASE --lora_model PT_ADAPTER,SFT_ADAPTER \\
+    python inference/lm_eval.py --model_name_or_path BASE --peft_path PT_ADAPTER,SFT_ADAPTER \\
         --tasks belebele_pes_Arab,global_mmlu_full_fa,include_base_44_persian --output_dir outputs/lm_eval/sft
-    python inference/lm_eval.py --base_model MERGED --data_dir data/testset --tasks langadapt \\
+    python inference/lm_eval.py --model_name_or_path MERGED --data_dir data/testset --tasks langadapt \\
         --output_dir outputs/lm_eval/merged                      # our test sets as offline lm-eval tasks
     python inference/lm_eval.py --data_dir data/testset --write_tasks outputs/lm_eval_tasks   # only the task folder
 
@@ -50,22 +50,22 @@ def run(args: LMEvalArguments) -> dict:
     from langadapt import lm_eval_tasks as lt
 
     # 1. Template of our tasks: the one the model was instruction-tuned with, unless told otherwise.
-    model_dir = args.lora_models[-1] if args.lora_models else (args.base_model or "")
+    model_dir = args.lora_models[-1] if args.lora_models else (args.model_name_or_path or "")
     template = "none" if not args.with_prompt else args.template or load_template_name(model_dir)
     tokenizer = None
     if template == "chat":
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_path or model_dir or args.base_model)
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name_or_path or model_dir or args.model_name_or_path)
     if args.write_tasks:
-        with atomic_output_dir(args.write_tasks, args.overwrite, "--write_tasks") as out:
+        with atomic_output_dir(args.write_tasks, args.overwrite_output_dir, "--write_tasks") as out:
             specs = lt.write_task_folder(args.data_dir, out, template, tokenizer,
                                          data_location=os.path.abspath(args.write_tasks))
         logger.info("wrote %d tasks to %s (template %r): %s", len(specs), args.write_tasks, template,
                     ", ".join(s.name for s in specs))
         return {"tasks": [s.name for s in specs]}
 
-    check_output_dir(args.output_dir, args.overwrite)
+    check_output_dir(args.output_dir, args.overwrite_output_dir)
     with tempfile.TemporaryDirectory(prefix="langadapt-lm-eval-") as tasks_dir:
         # 2. Our test sets as tasks, then every task built (its data read) before the model loads.
         if args.data_dir:
@@ -76,11 +76,11 @@ def run(args: LMEvalArguments) -> dict:
         lt.load_tasks(args.task_names, task_manager)
 
         # 3. Model and lm-eval's wrapper around it.
-        model, tokenizer = lt.load_model(args.base_model, args.lora_models, args.tokenizer_path, args.torch_dtype,
-                                         args.device)
+        model, tokenizer = lt.load_model(args.model_name_or_path, args.lora_models, args.tokenizer_name_or_path,
+                                         args.torch_dtype, args.device)
         normalizer = lt.normalizer_of(tokenizer) if args.normalize else None
         lm = lt.make_lm(model, tokenizer, normalizer, args.batch_size, args.max_length)
-        logger.info("model %s + adapters %s, template %r, normalizer %s, tasks %s", args.base_model,
+        logger.info("model %s + adapters %s, template %r, normalizer %s, tasks %s", args.model_name_or_path,
                     args.lora_models, template, normalizer, args.task_names)
 
         # 4. Evaluate.
@@ -100,7 +100,7 @@ def run(args: LMEvalArguments) -> dict:
         from langadapt.runinfo import write_run_args
 
         final = os.path.abspath(args.output_dir)
-        with atomic_output_dir(args.output_dir, args.overwrite) as out:
+        with atomic_output_dir(args.output_dir, args.overwrite_output_dir) as out:
             write_text(os.path.join(out, "results.json"),
                        json.dumps(results, indent=2, default=handle_non_serializable, ensure_ascii=False) + "\n")
             for name, records in samples.items():

@@ -1,9 +1,10 @@
 """Merge adapters (pretraining, then SFT) into the base model: a plain HF folder that serving stacks accept.
 
-    python inference/merge_lora.py --base_model models/smollm2-135m \
-        --lora_model outputs/pt,outputs/sft --output_dir outputs/merged
+    python inference/merge_lora.py --model_name_or_path models/smollm2-135m \
+        --peft_path outputs/pt,outputs/sft --output_dir outputs/merged
 
-One adapter is enough when it records its parents (``--lora_model outputs/sft``). The output holds sharded
+One adapter is enough when it records its parents (``--peft_path outputs/sft``); ``--base_model``/``--lora_model``
+work as aliases. The output holds sharded
 safetensors, the tokenizer (with ``langadapt_normalizer.json``), ``langadapt_template.json``,
 ``langadapt_model.json`` and ``merge_report.json`` with the logits self-check: merged model vs adapters applied,
 maximum absolute difference, which must be under ``--tolerance`` or nothing is written. ``--low_memory`` merges
@@ -25,7 +26,7 @@ def main(argv=None):
     # 1. arguments
     (args,) = parse_args((MergeArguments,), argv, description=__doc__)
     setup_logging()
-    logger.info("merging %s into %s -> %s", args.adapters, args.base_model, args.output_dir)
+    logger.info("merging %s into %s -> %s", args.adapters, args.model_name_or_path, args.output_dir)
     # 2. merge, save, reload and check; the folder (with run_args.json) appears only when the check passes
     report = merge_adapters(args)
     logger.info("merged model written to %s (max |logit diff| %s, tolerance %s)", args.output_dir,

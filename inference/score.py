@@ -53,7 +53,7 @@ def main(argv=None) -> dict:
                 raise UsageError(f"--lm_eval {name}: {e.message}") from None
         stages = merge_stages(stages, more)
     table = comparison(stages)
-    with atomic_output_dir(args.output_dir, args.overwrite) as out:
+    with atomic_output_dir(args.output_dir, args.overwrite_output_dir) as out:
         write_json(os.path.join(out, "comparison.json"), table)
         write_text(os.path.join(out, "comparison.md"), comparison_markdown(table))
         comparison_chart(table, os.path.join(out, "comparison.png"))

@@ -113,8 +113,9 @@ def _save_in_memory(args: MergeArguments, chain: list[str], tmp: str, out_dtype:
                     sources: list[str]):
     """Steps 1-3 with the whole model in memory: reference logits, PEFT merge, save. Returns (tokenizer, rows,
     inputs, reference logits)."""
-    model, tokenizer = load_with_adapters(args.base_model, chain, args.tokenizer_name_or_path,
-                                          torch.float32, merge_last=False, arg="lora_model", base_arg="base_model")
+    model, tokenizer = load_with_adapters(args.model_name_or_path, chain, args.tokenizer_name_or_path,
+                                          torch.float32, merge_last=False, arg="peft_path",
+                                          base_arg="model_name_or_path")
     inputs = check_inputs(tokenizer, template, args.check_prompts, find_normalizer(sources))
     reference = prompt_logits(model, inputs)
     model = model.merge_and_unload()
@@ -137,8 +138,8 @@ def _save_shardwise(args: MergeArguments, chain: list[str], tmp: str, out_dtype:
     from langadapt.loading import check_adapter_rows, load_tokenizer_for
     from langadapt.lowmem_merge import merge_shardwise
 
-    tokenizer, _ = load_tokenizer_for(args.base_model, chain, args.tokenizer_name_or_path)
-    config = AutoConfig.from_pretrained(args.base_model)
+    tokenizer, _ = load_tokenizer_for(args.model_name_or_path, chain, args.tokenizer_name_or_path)
+    config = AutoConfig.from_pretrained(args.model_name_or_path)
     with torch.device("meta"):  # module names and tying only: no memory, no weights read
         skeleton = AutoModelForCausalLM.from_config(config)
     embed_name, head_name = embedding_module_names(skeleton)
@@ -146,13 +147,13 @@ def _save_shardwise(args: MergeArguments, chain: list[str], tmp: str, out_dtype:
     rows = int(skeleton.get_input_embeddings().weight.shape[0])
     del skeleton
     for adapter in chain:
-        rows = max(rows, check_adapter_rows(adapter, ModelInfo.from_dir(adapter), rows, "lora_model") or rows)
+        rows = max(rows, check_adapter_rows(adapter, ModelInfo.from_dir(adapter), rows, "peft_path") or rows)
     if len(tokenizer) > rows:
         raise InputError(f"--tokenizer_name_or_path: the tokenizer has {len(tokenizer)} tokens but the merged model "
                          f"has {rows} embedding rows; pass the tokenizer the adapters were trained with",
                          arg="tokenizer_name_or_path", value=len(tokenizer))
-    updates = merge_shardwise(args.base_model, chain, tmp, getattr(torch, out_dtype), embed_name, head_name, tied,
-                              rows)
+    updates = merge_shardwise(args.model_name_or_path, chain, tmp, getattr(torch, out_dtype), embed_name, head_name,
+                              tied, rows)
     text_config = config.get_text_config()
     for cfg in {id(config): config, id(text_config): text_config}.values():
         for key, value in updates.items():
@@ -160,14 +161,14 @@ def _save_shardwise(args: MergeArguments, chain: list[str], tmp: str, out_dtype:
     config.dtype = out_dtype
     config.save_pretrained(tmp)
     try:
-        GenerationConfig.from_pretrained(args.base_model).save_pretrained(tmp)
+        GenerationConfig.from_pretrained(args.model_name_or_path).save_pretrained(tmp)
     except OSError:
         pass  # the base has no generation_config.json; transformers derives one from config.json
     inputs = check_inputs(tokenizer, template, args.check_prompts, find_normalizer(sources))
     reference = []
     if inputs:
-        model, _ = load_with_adapters(args.base_model, chain, args.tokenizer_name_or_path, torch.float32,
-                                      merge_last=False, arg="lora_model", base_arg="base_model")
+        model, _ = load_with_adapters(args.model_name_or_path, chain, args.tokenizer_name_or_path, torch.float32,
+                                      merge_last=False, arg="peft_path", base_arg="model_name_or_path")
         reference = prompt_logits(model, inputs)
         del model
         gc.collect()
@@ -175,15 +176,15 @@ def _save_shardwise(args: MergeArguments, chain: list[str], tmp: str, out_dtype:
 
 
 def merge_adapters(args: MergeArguments) -> MergeReport:
-    """Merge ``args.adapters`` into ``args.base_model`` and save the checked result in ``args.output_dir``."""
+    """Merge ``args.adapters`` into ``args.model_name_or_path`` and save the checked result in ``args.output_dir``."""
     from transformers import AutoModelForCausalLM
 
-    chain = resolve_adapter_chain(args.adapters, arg="lora_model")
+    chain = resolve_adapter_chain(args.adapters, arg="peft_path")
     last = chain[-1]
-    out_dtype = checkpoint_dtype(args.base_model) if args.output_dtype == "auto" else args.output_dtype
+    out_dtype = checkpoint_dtype(args.model_name_or_path) if args.output_dtype == "auto" else args.output_dtype
     tolerance = args.tolerance if args.tolerance is not None else DEFAULT_TOLERANCE[out_dtype]
     template = load_template_name(last, default="alpaca")
-    sources = [p for p in (args.tokenizer_name_or_path, last, *chain, args.base_model) if p]
+    sources = [p for p in (args.tokenizer_name_or_path, last, *chain, args.model_name_or_path) if p]
 
     with atomic_output_dir(args.output_dir, args.overwrite_output_dir) as tmp:
         # 1-3. reference logits (base + adapters, the last one unmerged, float32), merge, cast, save
@@ -193,7 +194,7 @@ def merge_adapters(args: MergeArguments) -> MergeReport:
         copy_metadata(sources, tmp)
         first_info, last_info = ModelInfo.from_dir(chain[0]), ModelInfo.from_dir(last)
         ModelInfo(
-            base_model_name_or_path=args.base_model,
+            base_model_name_or_path=args.model_name_or_path,
             base_embedding_rows=first_info.base_embedding_rows if first_info else rows,
             tokenizer_size=len(tokenizer), embedding_rows=rows, training_mode="merged",
             embedding_init=last_info.embedding_init if last_info else "unknown", is_adapter=False,
@@ -209,7 +210,7 @@ def merge_adapters(args: MergeArguments) -> MergeReport:
             diff = max(float((a - b).abs().max()) for a, b in zip(reference, got))
             max_logit = max(float(a.abs().max()) for a in reference)
         report = MergeReport(
-            base_model=args.base_model, adapters=chain, output_dtype=out_dtype, embedding_rows=rows,
+            base_model=args.model_name_or_path, adapters=chain, output_dtype=out_dtype, embedding_rows=rows,
             tokenizer_size=len(tokenizer), template=template, check_prompts=len(inputs), max_abs_diff=diff,
             max_abs_logit=max_logit, tolerance=tolerance, passed=diff is None or diff <= tolerance,
         )

@@ -19,14 +19,14 @@ from langadapt.templates import TEMPLATE_NAMES
 class InferenceArguments:
     """Model, data and decoding. The seed's flags (--base_model ... --cache_dir) keep their meaning."""
 
-    base_model: str = field(metadata={"help": "Base model folder (or a merged model).",
-                                      "aliases": ["--model_name_or_path"]})
-    lora_model: str | None = field(default=None, metadata={
+    model_name_or_path: str = field(metadata={"help": "Base model folder (or a merged model).",
+                                              "aliases": ["--base_model"]})
+    peft_path: str | None = field(default=None, metadata={
         "help": "Adapter folder, or a comma-separated list applied in order (e.g. pretrain,sft).",
-        "aliases": ["--peft_path", "--adapters"], **COMMA_LIST})
-    tokenizer_path: str | None = field(default=None, metadata={
-        "help": "Tokenizer folder; default: the last adapter's folder, else --base_model.",
-        "aliases": ["--tokenizer_name_or_path"]})
+        "aliases": ["--lora_model", "--adapters"], **COMMA_LIST})
+    tokenizer_name_or_path: str | None = field(default=None, metadata={
+        "help": "Tokenizer folder; default: the last adapter's folder, else --model_name_or_path.",
+        "aliases": ["--tokenizer_path"]})
     data_dir: str | None = field(default=None, metadata={"help": "Folder of .json/.jsonl test sets (recursive)."})
     predictions_dir: str | None = field(default=None, metadata={"help": "Where prediction .jsonl files go."})
     with_prompt: bool = field(default=True, metadata={
@@ -54,7 +54,7 @@ class InferenceArguments:
     cache_dir: str | None = field(default=None, metadata={"help": "Hugging Face hub cache folder (the seed's flag)."})
 
     def __post_init__(self) -> None:
-        self.lora_models = [p.strip() for p in (self.lora_model or "").split(",") if p.strip()]
+        self.lora_models = [p.strip() for p in (self.peft_path or "").split(",") if p.strip()]
         if self.interactive == bool(self.data_dir):
             raise ValueError("pass either --data_dir (with --predictions_dir) or --interactive")
         if self.data_dir and not self.predictions_dir:
@@ -85,9 +85,9 @@ class PerplexityArguments:
                           "results are keyed by file stem. Required.", **COMMA_LIST},
     )
     output_dir: str | None = field(default=None, metadata={"help": "Folder for perplexity.json. Required."})
-    adapters: str | None = field(
+    peft_path: str | None = field(
         default=None, metadata={"help": "Comma-separated PEFT adapter folders applied (and merged) in order.",
-                                "aliases": ["--peft_path", "--lora_model"], **COMMA_LIST}
+                                "aliases": ["--lora_model", "--adapters"], **COMMA_LIST}
     )
     tokenizer_name_or_path: str | None = field(
         default=None, metadata={"help": "Tokenizer folder. Default: the last adapter's, else the base model's.",
@@ -129,23 +129,23 @@ class PerplexityArguments:
 
     @property
     def adapter_list(self) -> list[str]:
-        return [a.strip() for a in (self.adapters or "").split(",") if a.strip()]
+        return [a.strip() for a in (self.peft_path or "").split(",") if a.strip()]
 
 
 @dataclass
 class MergeArguments:
     """Arguments of ``inference/merge_lora.py``."""
 
-    base_model: str | None = field(
+    model_name_or_path: str | None = field(
         default=None, metadata={"help": "Base model folder the first adapter was trained on. Required.",
-                                "aliases": ["--model_name_or_path"]}
+                                "aliases": ["--base_model"]}
     )
-    lora_model: str | None = field(
+    peft_path: str | None = field(
         default=None,
         metadata={
             "help": "Adapter folder(s), comma-separated, applied in order (e.g. pretraining,sft). One adapter "
             "brings its recorded parent adapters (langadapt_model.json) along. Required.",
-            "aliases": ["--peft_path", "--adapters"], **COMMA_LIST,
+            "aliases": ["--lora_model", "--adapters"], **COMMA_LIST,
         },
     )
     output_dir: str | None = field(default=None, metadata={"help": "Folder for the merged model. Required."})
@@ -184,7 +184,7 @@ class MergeArguments:
     )
 
     def __post_init__(self) -> None:
-        for name in ("base_model", "lora_model", "output_dir"):
+        for name in ("model_name_or_path", "peft_path", "output_dir"):
             if not getattr(self, name):
                 raise ValueError(f"--{name} is required")
         if self.output_dtype not in OUTPUT_DTYPES:
@@ -196,7 +196,7 @@ class MergeArguments:
 
     @property
     def adapters(self) -> list[str]:
-        return [a.strip() for a in (self.lora_model or "").split(",") if a.strip()]
+        return [a.strip() for a in (self.peft_path or "").split(",") if a.strip()]
 
 
 @dataclass
@@ -212,8 +212,8 @@ class ScoreArguments:
         "help": "With --compare: NAME=DIR output folders of inference/lm_eval.py; each one's headline rows become "
                 "columns of stage NAME's row (a new row when --compare has no NAME).", "nargs": "+"})
     output_dir: str | None = field(default=None, metadata={"help": "Where --compare writes comparison.*."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace an existing --output_dir.",
-                                                     "aliases": ["--overwrite_output_dir"]})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace an existing --output_dir.",
+                                                                "aliases": ["--overwrite"]})
     task: str | None = field(default=None, metadata={
         "help": f"Task of every file ({', '.join(TASKS)}) when the file names do not say."})
     bleu_tokenize: str | None = field(default=None, metadata={
@@ -267,11 +267,14 @@ class ReportArguments:
 class LMEvalArguments:
     """Model, tasks and output. Model flags are inference/inference.py's."""
 
-    base_model: str | None = field(default=None, metadata={"help": "Base model folder (or a merged model)."})
-    lora_model: str | None = field(default=None, metadata={
-        "help": "Adapter folder, or a comma-separated list applied in order (e.g. pretrain,sft)."})
-    tokenizer_path: str | None = field(default=None, metadata={
-        "help": "Tokenizer folder; default: the last adapter's folder, else --base_model."})
+    model_name_or_path: str | None = field(default=None, metadata={"help": "Base model folder (or a merged model).",
+                                                                   "aliases": ["--base_model"]})
+    peft_path: str | None = field(default=None, metadata={
+        "help": "Adapter folder, or a comma-separated list applied in order (e.g. pretrain,sft).",
+        "aliases": ["--lora_model", "--adapters"], **COMMA_LIST})
+    tokenizer_name_or_path: str | None = field(default=None, metadata={
+        "help": "Tokenizer folder; default: the last adapter's folder, else --model_name_or_path.",
+        "aliases": ["--tokenizer_path"]})
     tasks: str | None = field(default=None, metadata={
         "help": "Comma-separated lm-eval task/group/tag names (e.g. belebele_pes_Arab,global_mmlu_full_fa) and our "
                 "generated ones (langadapt, langadapt_fa, langadapt_fa_sentiment); default with --data_dir: "
@@ -283,7 +286,8 @@ class LMEvalArguments:
         "help": "Comma-separated folders of more lm-eval task YAMLs (lm-eval's --include_path), e.g. groups over "
                 "our tasks or local copies of benchmarks."})
     output_dir: str | None = field(default=None, metadata={"help": "Where results and the summary go."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace an existing --output_dir (or --write_tasks)."})
+    overwrite_output_dir: bool = field(default=False, metadata={
+        "help": "Replace an existing --output_dir (or --write_tasks).", "aliases": ["--overwrite"]})
     write_tasks: str | None = field(default=None, metadata={
         "help": "Only write the task folder for --data_dir here (for `lm-eval --include_path`) and stop."})
     with_prompt: bool = field(default=True, metadata={
@@ -307,7 +311,7 @@ class LMEvalArguments:
     seed: int = field(default=1234, metadata={"help": "lm-eval's random seed (few-shot sampling)."})
 
     def __post_init__(self) -> None:
-        self.lora_models = [p.strip() for p in (self.lora_model or "").split(",") if p.strip()]
+        self.lora_models = [p.strip() for p in (self.peft_path or "").split(",") if p.strip()]
         self.task_names = [t.strip() for t in (self.tasks or "").split(",") if t.strip()]
         self.include_paths = [p.strip() for p in (self.include_path or "").split(",") if p.strip()]
         for p in self.include_paths:
@@ -317,8 +321,8 @@ class LMEvalArguments:
             if not self.data_dir:
                 raise ValueError("--write_tasks needs --data_dir (the test sets to turn into tasks)")
             return
-        if not self.base_model:
-            raise ValueError("--base_model is required (or --write_tasks to only write the task folder)")
+        if not self.model_name_or_path:
+            raise ValueError("--model_name_or_path is required (or --write_tasks to only write the task folder)")
         if not self.output_dir:
             raise ValueError("--output_dir is required")
         if not self.task_names:
