@@ -13,37 +13,16 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from dataclasses import dataclass, field
 
 # The demo's modules live in demo/, outside the shipped package.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "demo"))
 
+from langadapt.args.data import PrepareArguments  # noqa: E402
 from langadapt.cli import parse_args, run_main  # noqa: E402
 from demo_data import DemoDataConfig, prepare_demo_data  # noqa: E402
 from smollm import prepare_smollm  # noqa: E402
 
 logger = logging.getLogger("langadapt.prepare_demo_data")
-
-
-@dataclass
-class PrepareArguments:
-    """Where the cached base model and data go."""
-
-    output_dir: str = field(
-        default=".cache/langadapt",
-        metadata={"help": "Cache folder; the model goes to <output_dir>/SmolLM2-135M-Instruct and the data to "
-                          "<output_dir>/demo_data unless --model_dir / --data_dir say otherwise."},
-    )
-    model_dir: str | None = field(default=None, metadata={"help": "Folder of the converted base model."})
-    data_dir: str | None = field(default=None, metadata={"help": "Folder of the demo data."})
-    skip_model: bool = field(default=False, metadata={"help": "Do not convert the base model."})
-    skip_data: bool = field(default=False, metadata={"help": "Do not build the data."})
-
-    def __post_init__(self) -> None:
-        if not self.output_dir:
-            raise ValueError("--output_dir must name a folder")
-        self.model_dir = self.model_dir or os.path.join(self.output_dir, "SmolLM2-135M-Instruct")
-        self.data_dir = self.data_dir or os.path.join(self.output_dir, "demo_data")
 
 
 def main(argv=None) -> dict:

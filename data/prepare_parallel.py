@@ -22,7 +22,8 @@ import sys
 
 from langadapt.cli import parse_args, run_main
 from langadapt.io import atomic_output_dir
-from langadapt.parallel import ParallelArguments, merge_repeated_flags, write_parallel_data
+from langadapt.args.data import ParallelArguments
+from langadapt.parallel import merge_repeated_flags, write_parallel_data
 from langadapt.runinfo import write_run_args
 
 logger = logging.getLogger("prepare_parallel")

@@ -297,7 +297,8 @@ def build_demo_data(cfg: DemoDataConfig, out: str) -> dict:
     }
     counts["testset_items"] = testset_subset(cfg, out)
     if cfg.bilingual:
-        from langadapt.parallel import ParallelArguments, write_parallel_data
+        from langadapt.args.data import ParallelArguments
+        from langadapt.parallel import write_parallel_data
 
         parallel = write_parallel_data(ParallelArguments(output_dir=os.path.join(out, "bilingual"),
                                                          sft_format="jsonl"), os.path.join(out, "bilingual"))

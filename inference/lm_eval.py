@@ -1,8 +1,8 @@
 """Evaluate a model with EleutherAI's lm-evaluation-harness: standard benchmarks and our own test sets.
 
-    python inference/lm_eval.py --base_model BASE --lora_model PT_ADAPTER,SFT_ADAPTER \\
+    python inference/lm_eval.py --model_name_or_path BASE --peft_path PT_ADAPTER,SFT_ADAPTER \\
         --tasks belebele_pes_Arab,global_mmlu_full_fa,include_base_44_persian --output_dir outputs/lm_eval/sft
-    python inference/lm_eval.py --base_model MERGED --data_dir data/testset --tasks langadapt \\
+    python inference/lm_eval.py --model_name_or_path MERGED --data_dir data/testset --tasks langadapt \\
         --output_dir outputs/lm_eval/merged                      # our test sets as offline lm-eval tasks
     python inference/lm_eval.py --data_dir data/testset --write_tasks outputs/lm_eval_tasks   # only the task folder
 
@@ -23,93 +23,19 @@ import logging
 import os
 import sys
 import tempfile
-from dataclasses import dataclass, field
 
 # This file shares its name with the lm-eval package: keep its own folder off the import path so that
 # `import lm_eval` below finds the package when the file is run as a script.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != _HERE]
 
+from langadapt.args.inference import LMEvalArguments  # noqa: E402
 from langadapt.cli import UsageError, parse_args, run_main  # noqa: E402
 from langadapt.errors import InputError  # noqa: E402
 from langadapt.io import atomic_output_dir, check_output_dir, write_json, write_text  # noqa: E402
-from langadapt.templates import TEMPLATE_NAMES, load_template_name  # noqa: E402
+from langadapt.templates import load_template_name  # noqa: E402
 
 logger = logging.getLogger("lm_eval_run")
-
-
-@dataclass
-class LMEvalArguments:
-    """Model, tasks and output. Model flags are inference/inference.py's."""
-
-    base_model: str | None = field(default=None, metadata={"help": "Base model folder (or a merged model)."})
-    lora_model: str | None = field(default=None, metadata={
-        "help": "Adapter folder, or a comma-separated list applied in order (e.g. pretrain,sft)."})
-    tokenizer_path: str | None = field(default=None, metadata={
-        "help": "Tokenizer folder; default: the last adapter's folder, else --base_model."})
-    tasks: str | None = field(default=None, metadata={
-        "help": "Comma-separated lm-eval task/group/tag names (e.g. belebele_pes_Arab,global_mmlu_full_fa) and our "
-                "generated ones (langadapt, langadapt_fa, langadapt_fa_sentiment); default with --data_dir: "
-                "langadapt."})
-    data_dir: str | None = field(default=None, metadata={
-        "help": "Folder of our .json/.jsonl test sets (e.g. data/testset: fa/, en/, translate-test/) to run as "
-                "lm-eval tasks."})
-    include_path: str | None = field(default=None, metadata={
-        "help": "Comma-separated folders of more lm-eval task YAMLs (lm-eval's --include_path), e.g. groups over "
-                "our tasks or local copies of benchmarks."})
-    output_dir: str | None = field(default=None, metadata={"help": "Where results and the summary go."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace an existing --output_dir (or --write_tasks)."})
-    write_tasks: str | None = field(default=None, metadata={
-        "help": "Only write the task folder for --data_dir here (for `lm-eval --include_path`) and stop."})
-    with_prompt: bool = field(default=True, metadata={
-        "help": "Wrap our test records in the prompt template; --with_prompt False sends instruction and input."})
-    template: str | None = field(default=None, metadata={
-        "help": f"One of {', '.join(TEMPLATE_NAMES)} for our tasks; default: the one recorded by SFT in the "
-                "model/adapter folder, else alpaca."})
-    normalize: bool = field(default=True, metadata={
-        "help": "Normalize every request text with the tokenizer's normalizer; False: plain lm-eval."})
-    num_fewshot: int | None = field(default=None, metadata={"help": "Few-shot examples; default: each task's."})
-    limit: float | None = field(default=None, metadata={
-        "help": "Examples per task (a fraction if < 1); for smoke runs only, never for reported numbers."})
-    max_new_tokens: int | None = field(default=None, metadata={
-        "help": "New-token cap of every generation task (lm-eval's max_gen_toks); default: each task's (ours: per "
-                "task family, as inference/inference.py)."})
-    batch_size: int = field(default=8, metadata={"help": "Requests per forward pass."})
-    max_length: int | None = field(default=None, metadata={"help": "Context tokens; default: the model's."})
-    torch_dtype: str = field(default="auto", metadata={
-        "help": "auto (bfloat16 on a GPU that has it, else float32), float32, float16 or bfloat16."})
-    device: str | None = field(default=None, metadata={"help": "Default: cuda when available, else cpu."})
-    seed: int = field(default=1234, metadata={"help": "lm-eval's random seed (few-shot sampling)."})
-
-    def __post_init__(self) -> None:
-        self.lora_models = [p.strip() for p in (self.lora_model or "").split(",") if p.strip()]
-        self.task_names = [t.strip() for t in (self.tasks or "").split(",") if t.strip()]
-        self.include_paths = [p.strip() for p in (self.include_path or "").split(",") if p.strip()]
-        for p in self.include_paths:
-            if not os.path.isdir(p):
-                raise ValueError(f"--include_path: {p} is not a folder of lm-eval task YAMLs")
-        if self.write_tasks:
-            if not self.data_dir:
-                raise ValueError("--write_tasks needs --data_dir (the test sets to turn into tasks)")
-            return
-        if not self.base_model:
-            raise ValueError("--base_model is required (or --write_tasks to only write the task folder)")
-        if not self.output_dir:
-            raise ValueError("--output_dir is required")
-        if not self.task_names:
-            if not self.data_dir:
-                raise ValueError("pass --tasks (lm-eval task names) and/or --data_dir (our test sets)")
-            self.task_names = ["langadapt"]
-        if self.template is not None and self.template not in TEMPLATE_NAMES:
-            raise ValueError(f"--template: unknown template {self.template!r}; choose one of {TEMPLATE_NAMES}")
-        for flag, ok in (("--batch_size", self.batch_size >= 1),
-                         ("--num_fewshot", self.num_fewshot is None or self.num_fewshot >= 0),
-                         ("--limit", self.limit is None or self.limit > 0),
-                         ("--max_length", self.max_length is None or self.max_length >= 1),
-                         ("--max_new_tokens", self.max_new_tokens is None or self.max_new_tokens >= 1),
-                         ("--torch_dtype", self.torch_dtype in ("auto", "float32", "float16", "bfloat16"))):
-            if not ok:
-                raise ValueError(f"{flag}: invalid value; see --help")
 
 
 def main(argv=None) -> dict:
@@ -124,22 +50,22 @@ def run(args: LMEvalArguments) -> dict:
     from langadapt import lm_eval_tasks as lt
 
     # 1. Template of our tasks: the one the model was instruction-tuned with, unless told otherwise.
-    model_dir = args.lora_models[-1] if args.lora_models else (args.base_model or "")
+    model_dir = args.lora_models[-1] if args.lora_models else (args.model_name_or_path or "")
     template = "none" if not args.with_prompt else args.template or load_template_name(model_dir)
     tokenizer = None
     if template == "chat":
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_path or model_dir or args.base_model)
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name_or_path or model_dir or args.model_name_or_path)
     if args.write_tasks:
-        with atomic_output_dir(args.write_tasks, args.overwrite, "--write_tasks") as out:
+        with atomic_output_dir(args.write_tasks, args.overwrite_output_dir, "--write_tasks") as out:
             specs = lt.write_task_folder(args.data_dir, out, template, tokenizer,
                                          data_location=os.path.abspath(args.write_tasks))
         logger.info("wrote %d tasks to %s (template %r): %s", len(specs), args.write_tasks, template,
                     ", ".join(s.name for s in specs))
         return {"tasks": [s.name for s in specs]}
 
-    check_output_dir(args.output_dir, args.overwrite)
+    check_output_dir(args.output_dir, args.overwrite_output_dir)
     with tempfile.TemporaryDirectory(prefix="langadapt-lm-eval-") as tasks_dir:
         # 2. Our test sets as tasks, then every task built (its data read) before the model loads.
         if args.data_dir:
@@ -150,11 +76,11 @@ def run(args: LMEvalArguments) -> dict:
         lt.load_tasks(args.task_names, task_manager)
 
         # 3. Model and lm-eval's wrapper around it.
-        model, tokenizer = lt.load_model(args.base_model, args.lora_models, args.tokenizer_path, args.torch_dtype,
-                                         args.device)
+        model, tokenizer = lt.load_model(args.model_name_or_path, args.lora_models, args.tokenizer_name_or_path,
+                                         args.torch_dtype, args.device)
         normalizer = lt.normalizer_of(tokenizer) if args.normalize else None
         lm = lt.make_lm(model, tokenizer, normalizer, args.batch_size, args.max_length)
-        logger.info("model %s + adapters %s, template %r, normalizer %s, tasks %s", args.base_model,
+        logger.info("model %s + adapters %s, template %r, normalizer %s, tasks %s", args.model_name_or_path,
                     args.lora_models, template, normalizer, args.task_names)
 
         # 4. Evaluate.
@@ -174,7 +100,7 @@ def run(args: LMEvalArguments) -> dict:
         from langadapt.runinfo import write_run_args
 
         final = os.path.abspath(args.output_dir)
-        with atomic_output_dir(args.output_dir, args.overwrite) as out:
+        with atomic_output_dir(args.output_dir, args.overwrite_output_dir) as out:
             write_text(os.path.join(out, "results.json"),
                        json.dumps(results, indent=2, default=handle_non_serializable, ensure_ascii=False) + "\n")
             for name, records in samples.items():

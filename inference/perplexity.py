@@ -14,75 +14,15 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
 
-from langadapt.args import EMBEDDING_INITS, TORCH_DTYPES
-from langadapt.cli import COMMA_LIST, UsageError, parse_args, run_main
+from langadapt.args.inference import PerplexityArguments
+from langadapt.cli import UsageError, parse_args, run_main
 from langadapt.io import atomic_output_dir, iter_corpus, resolve_files, write_json
 from langadapt.normalize import NormalizerConfig
 from langadapt.perplexity import corpus_perplexity
 from langadapt.runinfo import write_run_args
 
 logger = logging.getLogger("langadapt.perplexity")
-
-
-@dataclass
-class PerplexityArguments:
-    """Model, held-out text and output of a perplexity measurement."""
-
-    model_name_or_path: str | None = field(default=None, metadata={"help": "Base model folder. Required.",
-                                                                   "aliases": ["--base_model"]})
-    eval_files: str | None = field(
-        default=None,
-        metadata={"help": "Comma-separated held-out .txt (a line = a document) / .jsonl ({'text'}) files or folders; "
-                          "results are keyed by file stem. Required.", **COMMA_LIST},
-    )
-    output_dir: str | None = field(default=None, metadata={"help": "Folder for perplexity.json. Required."})
-    adapters: str | None = field(
-        default=None, metadata={"help": "Comma-separated PEFT adapter folders applied (and merged) in order.",
-                                "aliases": ["--peft_path", "--lora_model"], **COMMA_LIST}
-    )
-    tokenizer_name_or_path: str | None = field(
-        default=None, metadata={"help": "Tokenizer folder. Default: the last adapter's, else the base model's.",
-                                "aliases": ["--tokenizer_path"]}
-    )
-    embedding_init: str = field(
-        default="subtoken_mean",
-        metadata={"help": "Init of new embedding rows when the tokenizer outgrows the model (see the training "
-                          "stages' --embedding_init).", "choices": list(EMBEDDING_INITS)},
-    )
-    block_size: int | None = field(
-        default=None, metadata={"help": "Tokens per scoring window. Default: min(1024, the model's context)."}
-    )
-    batch_tokens: int = field(
-        default=2048, metadata={"help": "Padded tokens per forward pass (logits memory ~ this x vocabulary x 4 bytes)."}
-    )
-    max_documents: int | None = field(default=None, metadata={"help": "Score only the first N documents of each file."})
-    max_words: int | None = field(
-        default=None,
-        metadata={"help": "Score the first documents of each file up to about N words (keeps CPU runs short)."},
-    )
-    torch_dtype: str | None = field(
-        default=None, metadata={"help": "Load dtype (default float32).", "choices": list(TORCH_DTYPES)}
-    )
-    name: str | None = field(default=None, metadata={"help": "Label stored in perplexity.json (e.g. 'pretrain')."})
-    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace an existing --output_dir.",
-                                                                "aliases": ["--overwrite"]})
-
-    def __post_init__(self) -> None:
-        for flag in ("model_name_or_path", "eval_files", "output_dir"):
-            if not getattr(self, flag):
-                raise ValueError(f"--{flag} is required")
-        if self.embedding_init not in EMBEDDING_INITS:
-            raise ValueError(f"--embedding_init must be one of {', '.join(EMBEDDING_INITS)}")
-        for flag in ("block_size", "batch_tokens", "max_documents", "max_words"):
-            value = getattr(self, flag)
-            if value is not None and value < 1:
-                raise ValueError(f"--{flag} must be >= 1, got {value}")
-
-    @property
-    def adapter_list(self) -> list[str]:
-        return [a.strip() for a in (self.adapters or "").split(",") if a.strip()]
 
 
 def load_model(args: PerplexityArguments):

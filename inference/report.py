@@ -11,30 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
 
+from langadapt.args.inference import ReportArguments
 from langadapt.cli import parse_args, run_main
 from langadapt.report import REPORT_MD, Goals, write_report
 
 logger = logging.getLogger("langadapt.report")
-
-
-@dataclass
-class ReportArguments:
-    """Where the run is and where the report goes."""
-
-    run_dir: str | None = field(default=None, metadata={"help": "Run directory (stage outputs). Required."})
-    output_dir: str | None = field(
-        default=None, metadata={"help": "Folder for report.md, report.json and the charts. Default: --run_dir."}
-    )
-    quiet: bool = field(default=False, metadata={"help": "Do not print the report."})
-
-    def __post_init__(self) -> None:
-        if not self.run_dir:
-            raise ValueError("--run_dir is required: the folder the pipeline wrote its stage outputs into")
-        if not os.path.isdir(self.run_dir):
-            raise ValueError(f"--run_dir: {self.run_dir} is not a folder; run the pipeline first")
-        self.output_dir = self.output_dir or self.run_dir
 
 
 def main(argv=None) -> dict:

@@ -61,8 +61,8 @@ def load_model(base_model: str, lora_models: Sequence[str], tokenizer_path: str 
     """
     from langadapt.loading import load_with_adapters
 
-    model, tokenizer = load_with_adapters(base_model, list(lora_models), tokenizer_path, dtype, arg="lora_model",
-                                          base_arg="base_model")
+    model, tokenizer = load_with_adapters(base_model, list(lora_models), tokenizer_path, dtype, arg="peft_path",
+                                          base_arg="model_name_or_path")
     return model.to(device).eval(), tokenizer
 
 
@@ -183,7 +183,7 @@ def check_vllm(lora_models: Sequence[str]) -> None:
 
     if lora_models:
         raise InputError("--backend vllm runs merged models only; merge the adapters with inference/merge_lora.py "
-                         "and pass the merged folder as --base_model (or use --backend hf)",
+                         "and pass the merged folder as --model_name_or_path (or use --backend hf)",
                          arg="backend", value="vllm")
     if importlib.util.find_spec("vllm") is None:
         raise InputError("--backend vllm: the vllm package is not installed; `pip install vllm` on a CUDA machine, "

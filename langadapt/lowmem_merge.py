@@ -47,8 +47,8 @@ class _Adapter:
         self._check_supported()
         weights = os.path.join(path, "adapter_model.safetensors")
         if not os.path.isfile(weights):
-            raise InputError(f"--lora_model: {path} has no adapter_model.safetensors (--low_memory reads only that)",
-                             arg="lora_model", value=path)
+            raise InputError(f"--peft_path: {path} has no adapter_model.safetensors (--low_memory reads only that)",
+                             arg="peft_path", value=path)
         raw = load_file(weights)
         self.tensors = {k[len(PREFIX):] if k.startswith(PREFIX) else k: v for k, v in raw.items()}
         self.info = ModelInfo.from_dir(path)
@@ -112,8 +112,8 @@ def _shards(base_model: str) -> list[str]:
             return sorted(set(json.load(f)["weight_map"].values()))
     if os.path.isfile(os.path.join(base_model, "model.safetensors")):
         return ["model.safetensors"]
-    raise InputError(f"--base_model: {base_model} has no safetensors weights; --low_memory needs a local safetensors "
-                     "checkpoint (merge without --low_memory)", arg="base_model", value=base_model)
+    raise InputError(f"--model_name_or_path: {base_model} has no safetensors weights; --low_memory needs a local "
+                     "safetensors checkpoint (merge without --low_memory)", arg="model_name_or_path", value=base_model)
 
 
 def _grow(w: torch.Tensor, rows: int) -> torch.Tensor:

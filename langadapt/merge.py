@@ -23,13 +23,13 @@ import gc
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from langadapt.loading import embedding_rows, load_with_adapters, resolve_adapter_chain, retie_or_untie
 from langadapt.errors import InputError
-from langadapt.cli import COMMA_LIST
 from langadapt.io import atomic_output_dir, write_json
 from langadapt.metadata import ModelInfo, copy_metadata
 from langadapt.hf_normalizer import attach_normalizer, warn_if_missing
@@ -39,6 +39,9 @@ from langadapt.normalize import NormalizerConfig, normalize
 from langadapt.portable import set_trained_chat_template
 from langadapt.runinfo import write_run_args
 from langadapt.templates import encode_prompts, load_template_name
+
+if TYPE_CHECKING:  # the argument dataclass lives with the other scripts' arguments
+    from langadapt.args.inference import MergeArguments
 
 logger = logging.getLogger(__name__)
 
@@ -56,73 +59,6 @@ CHECK_EXAMPLES: tuple[tuple[str, str], ...] = (
     ("یک بیت از حافظ بنویس.", ""),
     ("Summarize the following text in one sentence.", "Language models learn from large amounts of text."),
 )
-
-
-@dataclass
-class MergeArguments:
-    """Arguments of ``inference/merge_lora.py``."""
-
-    base_model: str | None = field(
-        default=None, metadata={"help": "Base model folder the first adapter was trained on. Required.",
-                                "aliases": ["--model_name_or_path"]}
-    )
-    lora_model: str | None = field(
-        default=None,
-        metadata={
-            "help": "Adapter folder(s), comma-separated, applied in order (e.g. pretraining,sft). One adapter "
-            "brings its recorded parent adapters (langadapt_model.json) along. Required.",
-            "aliases": ["--peft_path", "--adapters"], **COMMA_LIST,
-        },
-    )
-    output_dir: str | None = field(default=None, metadata={"help": "Folder for the merged model. Required."})
-    tokenizer_name_or_path: str | None = field(
-        default=None, metadata={"help": "Tokenizer to save. Default: the last adapter's folder, else the base's.",
-                                "aliases": ["--tokenizer_path"]}
-    )
-    output_dtype: str = field(
-        default="auto",
-        metadata={
-            "help": "dtype of the saved weights: auto (the base checkpoint's), float32, bfloat16, float16. The merge "
-            "itself is always computed in float32.",
-            "choices": list(OUTPUT_DTYPES),
-        },
-    )
-    max_shard_size: str = field(default="2GB", metadata={"help": "Largest safetensors shard, e.g. 2GB, 500MB."})
-    check_prompts: int = field(
-        default=4, metadata={"help": f"Prompts for the logits self-check (at most {len(CHECK_EXAMPLES)}); 0 skips it."}
-    )
-    tolerance: float | None = field(
-        default=None,
-        metadata={
-            "help": "Largest accepted |merged - adapter| logit difference. Default by output dtype: "
-            + ", ".join(f"{k} {v}" for k, v in DEFAULT_TOLERANCE.items())
-        },
-    )
-    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace an existing --output_dir.",
-                                                                "aliases": ["--overwrite"]})
-    low_memory: bool = field(
-        default=False,
-        metadata={
-            "help": "Merge one base safetensors shard at a time (7B on a CPU node: one shard + the adapters in "
-            "memory; output keeps the base's shard layout, --max_shard_size is ignored). LoRA and trainable-token "
-            "adapters only. The self-check still loads the model once; --check_prompts 0 skips it."
-        },
-    )
-
-    def __post_init__(self) -> None:
-        for name in ("base_model", "lora_model", "output_dir"):
-            if not getattr(self, name):
-                raise ValueError(f"--{name} is required")
-        if self.output_dtype not in OUTPUT_DTYPES:
-            raise ValueError(f"--output_dtype must be one of {', '.join(OUTPUT_DTYPES)}, got {self.output_dtype!r}")
-        if not 0 <= self.check_prompts <= len(CHECK_EXAMPLES):
-            raise ValueError(f"--check_prompts must be between 0 and {len(CHECK_EXAMPLES)}, got {self.check_prompts}")
-        if self.tolerance is not None and self.tolerance <= 0:
-            raise ValueError(f"--tolerance must be > 0, got {self.tolerance}")
-
-    @property
-    def adapters(self) -> list[str]:
-        return [a.strip() for a in (self.lora_model or "").split(",") if a.strip()]
 
 
 @dataclass
@@ -180,8 +116,9 @@ def _save_in_memory(args: MergeArguments, chain: list[str], tmp: str, out_dtype:
                     sources: list[str]):
     """Steps 1-3 with the whole model in memory: reference logits, PEFT merge, save. Returns (tokenizer, rows,
     inputs, reference logits)."""
-    model, tokenizer = load_with_adapters(args.base_model, chain, args.tokenizer_name_or_path,
-                                          torch.float32, merge_last=False, arg="lora_model", base_arg="base_model")
+    model, tokenizer = load_with_adapters(args.model_name_or_path, chain, args.tokenizer_name_or_path,
+                                          torch.float32, merge_last=False, arg="peft_path",
+                                          base_arg="model_name_or_path")
     inputs = check_inputs(tokenizer, template, args.check_prompts, find_normalizer(sources))
     reference = prompt_logits(model, inputs)
     model = model.merge_and_unload()
@@ -204,8 +141,8 @@ def _save_shardwise(args: MergeArguments, chain: list[str], tmp: str, out_dtype:
     from langadapt.loading import check_adapter_rows, load_tokenizer_for
     from langadapt.lowmem_merge import merge_shardwise
 
-    tokenizer, _ = load_tokenizer_for(args.base_model, chain, args.tokenizer_name_or_path)
-    config = AutoConfig.from_pretrained(args.base_model)
+    tokenizer, _ = load_tokenizer_for(args.model_name_or_path, chain, args.tokenizer_name_or_path)
+    config = AutoConfig.from_pretrained(args.model_name_or_path)
     with torch.device("meta"):  # module names and tying only: no memory, no weights read
         skeleton = AutoModelForCausalLM.from_config(config)
     embed_name, head_name = embedding_module_names(skeleton)
@@ -213,13 +150,13 @@ def _save_shardwise(args: MergeArguments, chain: list[str], tmp: str, out_dtype:
     rows = int(skeleton.get_input_embeddings().weight.shape[0])
     del skeleton
     for adapter in chain:
-        rows = max(rows, check_adapter_rows(adapter, ModelInfo.from_dir(adapter), rows, "lora_model") or rows)
+        rows = max(rows, check_adapter_rows(adapter, ModelInfo.from_dir(adapter), rows, "peft_path") or rows)
     if len(tokenizer) > rows:
         raise InputError(f"--tokenizer_name_or_path: the tokenizer has {len(tokenizer)} tokens but the merged model "
                          f"has {rows} embedding rows; pass the tokenizer the adapters were trained with",
                          arg="tokenizer_name_or_path", value=len(tokenizer))
-    updates = merge_shardwise(args.base_model, chain, tmp, getattr(torch, out_dtype), embed_name, head_name, tied,
-                              rows)
+    updates = merge_shardwise(args.model_name_or_path, chain, tmp, getattr(torch, out_dtype), embed_name, head_name,
+                              tied, rows)
     text_config = config.get_text_config()
     for cfg in {id(config): config, id(text_config): text_config}.values():
         for key, value in updates.items():
@@ -227,14 +164,14 @@ def _save_shardwise(args: MergeArguments, chain: list[str], tmp: str, out_dtype:
     config.dtype = out_dtype
     config.save_pretrained(tmp)
     try:
-        GenerationConfig.from_pretrained(args.base_model).save_pretrained(tmp)
+        GenerationConfig.from_pretrained(args.model_name_or_path).save_pretrained(tmp)
     except OSError:
         pass  # the base has no generation_config.json; transformers derives one from config.json
     inputs = check_inputs(tokenizer, template, args.check_prompts, find_normalizer(sources))
     reference = []
     if inputs:
-        model, _ = load_with_adapters(args.base_model, chain, args.tokenizer_name_or_path, torch.float32,
-                                      merge_last=False, arg="lora_model", base_arg="base_model")
+        model, _ = load_with_adapters(args.model_name_or_path, chain, args.tokenizer_name_or_path, torch.float32,
+                                      merge_last=False, arg="peft_path", base_arg="model_name_or_path")
         reference = prompt_logits(model, inputs)
         del model
         gc.collect()
@@ -242,15 +179,15 @@ def _save_shardwise(args: MergeArguments, chain: list[str], tmp: str, out_dtype:
 
 
 def merge_adapters(args: MergeArguments) -> MergeReport:
-    """Merge ``args.adapters`` into ``args.base_model`` and save the checked result in ``args.output_dir``."""
+    """Merge ``args.adapters`` into ``args.model_name_or_path`` and save the checked result in ``args.output_dir``."""
     from transformers import AutoModelForCausalLM
 
-    chain = resolve_adapter_chain(args.adapters, arg="lora_model")
+    chain = resolve_adapter_chain(args.adapters, arg="peft_path")
     last = chain[-1]
-    out_dtype = checkpoint_dtype(args.base_model) if args.output_dtype == "auto" else args.output_dtype
+    out_dtype = checkpoint_dtype(args.model_name_or_path) if args.output_dtype == "auto" else args.output_dtype
     tolerance = args.tolerance if args.tolerance is not None else DEFAULT_TOLERANCE[out_dtype]
     template = load_template_name(last, default="alpaca")
-    sources = [p for p in (args.tokenizer_name_or_path, last, *chain, args.base_model) if p]
+    sources = [p for p in (args.tokenizer_name_or_path, last, *chain, args.model_name_or_path) if p]
 
     with atomic_output_dir(args.output_dir, args.overwrite_output_dir, "--output_dir",
                            "--overwrite_output_dir") as tmp:
@@ -266,7 +203,7 @@ def merge_adapters(args: MergeArguments) -> MergeReport:
             attach_normalizer(tmp)  # plain AutoTokenizer / vLLM users get the ids training saw
         first_info, last_info = ModelInfo.from_dir(chain[0]), ModelInfo.from_dir(last)
         ModelInfo(
-            base_model_name_or_path=args.base_model,
+            base_model_name_or_path=args.model_name_or_path,
             base_embedding_rows=first_info.base_embedding_rows if first_info else rows,
             tokenizer_size=len(tokenizer), embedding_rows=rows, training_mode="merged",
             embedding_init=last_info.embedding_init if last_info else "unknown", is_adapter=False,
@@ -282,7 +219,7 @@ def merge_adapters(args: MergeArguments) -> MergeReport:
             diff = max(float((a - b).abs().max()) for a, b in zip(reference, got))
             max_logit = max(float(a.abs().max()) for a in reference)
         report = MergeReport(
-            base_model=args.base_model, adapters=chain, output_dtype=out_dtype, embedding_rows=rows,
+            base_model=args.model_name_or_path, adapters=chain, output_dtype=out_dtype, embedding_rows=rows,
             tokenizer_size=len(tokenizer), template=template, check_prompts=len(inputs), max_abs_diff=diff,
             max_abs_logit=max_logit, tolerance=tolerance, passed=diff is None or diff <= tolerance,
         )

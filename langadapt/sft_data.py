@@ -33,15 +33,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from langadapt.errors import InputError
 from langadapt.io import iter_json_records, iter_lines, resolve_files
 from langadapt.normalize import NormalizerConfig, normalize
-from langadapt.templates import TEMPLATE_NAMES, build_prompt, encode_prompts, response_suffix
+from langadapt.templates import build_prompt, encode_prompts, response_suffix
 
 logger = logging.getLogger(__name__)
 
@@ -49,68 +48,6 @@ IGNORE_INDEX = -100  # label value ignored by torch's cross-entropy (and so by e
 SFT_EXTENSIONS = (".json", ".jsonl")
 # Tokenize this many examples per call to the Rust tokenizer (amortises the Python->Rust call overhead).
 _TOKENIZE_CHUNK = 1000
-
-
-@dataclass
-class SFTDataArguments:
-    """Instruction data, prompt template, sequence length and batching for SFT."""
-
-    dataset_dir: str | None = field(
-        default=None,
-        metadata={
-            "help": "Folder(s) or files of Alpaca-style .json lists / .jsonl records (instruction, optional input, "
-            "output). Comma-separate several. Required."
-        },
-    )
-    validation_file: str | None = field(
-        default=None, metadata={"help": "Held-out .json/.jsonl file (or folder) evaluated at every --eval_steps."}
-    )
-    template: str = field(
-        default="alpaca",
-        metadata={
-            "help": "Prompt template (langadapt/templates.py): alpaca, chat (the tokenizer's own chat template) or "
-            "none. Recorded in the output folder so inference uses the same one.",
-            "choices": list(TEMPLATE_NAMES),
-        },
-    )
-    max_seq_length: int | None = field(
-        default=None,
-        metadata={"help": "Tokens per example (prompt + response + EOS). Default: min(1024, the model's context)."},
-    )
-    drop_long_examples: bool = field(
-        default=False,
-        metadata={"help": "Drop examples longer than --max_seq_length instead of cutting their response tail."},
-    )
-    packing: bool = field(
-        default=False,
-        metadata={
-            "help": "Concatenate each batch into one row with per-example position ids (no padding, no attention "
-            "across examples). Needs a model whose attention honours packed position ids (Llama-family, Mistral, "
-            "Qwen2, ... in transformers 5)."
-        },
-    )
-    max_train_samples: int | None = field(
-        default=None, metadata={"help": "Use only the first N training examples (debugging, smoke runs)."}
-    )
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation examples."})
-
-    def __post_init__(self) -> None:
-        if not self.dataset_dir:
-            raise ValueError("--dataset_dir is required: a folder of Alpaca-style .json/.jsonl files")
-        if self.template not in TEMPLATE_NAMES:
-            raise ValueError(f"--template must be one of {', '.join(TEMPLATE_NAMES)}, got {self.template!r}")
-        if self.max_seq_length is not None and self.max_seq_length < 2:
-            raise ValueError(f"--max_seq_length must be >= 2 tokens, got {self.max_seq_length}")
-        for name in ("max_train_samples", "max_eval_samples"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"--{name} must be >= 1, got {value}")
-        if self.validation_file is not None and not os.path.exists(self.validation_file):
-            raise ValueError(f"--validation_file: {self.validation_file} does not exist")
-
-    @property
-    def dataset_paths(self) -> list[str]:
-        return [p.strip() for p in (self.dataset_dir or "").split(",") if p.strip()]
 
 
 @dataclass(frozen=True)

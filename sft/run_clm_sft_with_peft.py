@@ -30,13 +30,14 @@ from langadapt import lifecycle, preflight
 from langadapt.args import (
     AdaptationArguments, ModelArguments, SampleArguments, SeedSFTDataArguments, SFTTrainingArguments,
 )
+from langadapt.args.sft import SFTDataArguments
 from langadapt.cli import parse_args, run_main, setup_logging
 from langadapt.model_card import write_model_card
 from langadapt.modeling import default_tokenizer_to_adapter, prepare_model, save_model
 from langadapt.normalize import NormalizerConfig
 from langadapt.portable import set_trained_chat_template
 from langadapt.sft_data import (
-    SFTDataArguments, make_collator, read_sft_records, resolve_max_seq_length, sample_prompts, tokenize_records,
+    make_collator, read_sft_records, resolve_max_seq_length, sample_prompts, tokenize_records,
 )
 from langadapt.templates import prompt_adds_special_tokens, save_template_name
 from langadapt.training import (

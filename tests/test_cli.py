@@ -100,6 +100,7 @@ SCRIPTS = {
     "pretrain/run_clm_pt_with_peft.py": ("model", "tokenizer", "adapter", "overwrite"),
     "sft/run_clm_sft_with_peft.py": ("model", "tokenizer", "adapter", "overwrite"),
     "inference/inference.py": ("model", "tokenizer", "adapter"),
+    "inference/lm_eval.py": ("model", "tokenizer", "adapter", "overwrite"),
     "inference/perplexity.py": ("model", "tokenizer", "adapter", "overwrite"),
     "inference/merge_lora.py": ("model", "tokenizer", "adapter", "overwrite"),
     "inference/score.py": ("overwrite",),

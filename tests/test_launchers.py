@@ -287,6 +287,56 @@ def test_launcher_defaults_are_the_script_defaults(name, script, inputs, tmp_pat
     assert "LORA_RANK=(script default)" in proc.stderr
 
 
+def _other_launcher_cases(p: dict[str, str]) -> dict[str, tuple[dict[str, str], list[list[str]]]]:
+    """Launcher -> (its required variables, and per recorded command the flags a user would pass to the script
+    with the same inputs). Paths the launcher derives from a required variable are written out as it derives them."""
+    testset = os.path.join(REPO_ROOT, "data", "testset")
+    addon = p["out"] + ".addon"
+    return {
+        "tokenizer": ({"BASE_TOKENIZER": p["model"], "TRAIN_FILE": p["data"], "VOCAB_SIZE": "300",
+                       "OUTPUT_DIR": p["out"]},
+                      [["--train_file", p["data"], "--vocab_size", "300", "--output_dir", addon,
+                        "--base_tokenizer", p["model"]],
+                       ["--base_tokenizer", p["model"], "--extra_model", addon, "--output_dir", p["out"]]]),
+        "merge": ({"BASE_MODEL": p["model"], "LORA_MODEL": p["adapter_a"], "OUTPUT_DIR": p["out"]},
+                  [["--model_name_or_path", p["model"], "--peft_path", p["adapter_a"], "--output_dir", p["out"]]]),
+        "inference": ({"BASE_MODEL": p["model"], "PREDICTIONS_DIR": p["out"]},
+                      [["--model_name_or_path", p["model"], "--data_dir", testset, "--predictions_dir", p["out"]],
+                       ["--predictions_dir", p["out"]]]),
+        "lm_eval": ({"BASE_MODEL": p["model"], "OUTPUT_DIR": p["out"]},
+                    [["--model_name_or_path", p["model"], "--data_dir", testset, "--output_dir", p["out"]]]),
+        "report": ({"RUN_DIR": p["run"]},
+                   [["--compare", f"base={p['run']}/predictions/base", f"sft={p['run']}/predictions/sft",
+                     "--output_dir", p["run"] + "/scores"],
+                    ["--run_dir", p["run"], "--output_dir", p["run"]]]),
+    }
+
+
+# What the other launchers decide themselves: the trainer threads (the CPUs Slurm gave the job), and replacing the
+# folder a requeued or repeated step wrote before. Neither changes a result.
+OTHER_LAUNCHER_DERIVED = {"num_threads", "overwrite", "overwrite_output_dir"}
+
+
+@pytest.mark.parametrize("name", ["tokenizer", "merge", "inference", "lm_eval", "report"])
+def test_other_launcher_defaults_are_the_script_defaults(name, inputs, tmp_path, monkeypatch):
+    """As for training: with only the required variables, each command a launcher runs parses to exactly what the
+    script parses from the required flags alone, so every default comes from the dataclasses."""
+    variables, python_argvs = _other_launcher_cases(inputs)[name]
+    proc, commands = _run_launcher(name, variables, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert [os.path.relpath(_script_argv(c)[0], REPO_ROOT) for c in commands] == EXPECTED_SCRIPTS[name][:len(commands)]
+    assert len(commands) == len(python_argvs)
+    for command, python_argv in zip(commands, python_argvs, strict=True):
+        script_path, launcher_argv = _script_argv(command)
+        by_launcher = _parse_with_script(script_path, launcher_argv, monkeypatch)
+        by_python = _parse_with_script(script_path, python_argv, monkeypatch)
+        for launched, direct in zip(by_launcher, by_python, strict=True):
+            got = {k: v for k, v in vars(launched).items() if k not in OTHER_LAUNCHER_DERIVED}
+            want = {k: v for k, v in vars(direct).items() if k not in OTHER_LAUNCHER_DERIVED}
+            differ = {k: (v, want.get(k)) for k, v in got.items() if want.get(k) != v}
+            assert not differ, f"{name}.sbatch and {script_path} disagree (launcher, script): {differ}"
+
+
 @pytest.mark.parametrize("name,var", [(n, v) for n, vs in REQUIRED.items() for v in vs])
 def test_missing_required_variable_stops_before_work(name, var, inputs, tmp_path):
     variables = _variables(name, inputs)

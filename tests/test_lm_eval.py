@@ -214,12 +214,13 @@ def test_loglik_choice_equals_inference_scoring_loglik(base_run, data_dir, tiny_
 
 
 def test_adapter_chain_and_merged_model_runs_agree(tmp_path, tiny_model_dir, data_dir, base_run):
-    from langadapt.merge import MergeArguments, merge_adapters
+    from langadapt.args.inference import MergeArguments
+    from langadapt.merge import merge_adapters
 
     tok = make_extended_tokenizer(tiny_model_dir, str(tmp_path / "tok"))
     parent = make_adapter(tiny_model_dir, tok, str(tmp_path / "pt"), mode="lora", seed=1)
     child = make_adapter(tiny_model_dir, tok, str(tmp_path / "sft"), mode="new_rows", seed=2, peft_path=parent)
-    merge_adapters(MergeArguments(base_model=tiny_model_dir, lora_model=f"{parent},{child}",
+    merge_adapters(MergeArguments(model_name_or_path=tiny_model_dir, peft_path=f"{parent},{child}",
                                   output_dir=str(tmp_path / "merged")))
     small = tmp_path / "small"
     write_json_list(small / "fa" / "sentiment.json", bundled("fa", "sentiment", 8))
@@ -236,7 +237,7 @@ def test_adapter_chain_and_merged_model_runs_agree(tmp_path, tiny_model_dir, dat
         assert lls_a != pytest.approx([r[0] for r in c["filtered_resps"]], abs=1e-3)  # the adapters do something
     assert [s["filtered_resps"] for s in chain["langadapt_en_translation_fa_en"]] == \
         [s["filtered_resps"] for s in merged["langadapt_en_translation_fa_en"]]
-    assert json.load(open(tmp_path / "chain" / "run_args.json"))["lm_eval"]["lora_model"] == f"{parent},{child}"
+    assert json.load(open(tmp_path / "chain" / "run_args.json"))["lm_eval"]["peft_path"] == f"{parent},{child}"
 
 
 def test_requests_are_normalized_as_training_text_was(tiny_model_dir):

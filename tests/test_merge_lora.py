@@ -15,7 +15,8 @@ from _sft_helpers import (  # noqa: F401 (one_torch_thread is an autouse fixture
 import tiny
 from langadapt.loading import grow_embeddings, load_with_adapters
 from langadapt.cli import UsageError
-from langadapt.merge import MergeArguments, merge_adapters
+from langadapt.args.inference import MergeArguments
+from langadapt.merge import merge_adapters
 
 merge_lora = load_script("inference/merge_lora.py")
 
@@ -101,7 +102,7 @@ def test_chain_of_adapters_parents_first(tmp_path, tiny_model_dir, ext_tok_dir):
     parent_only, _ = load_with_adapters(tiny_model_dir, [parent])
     assert max_diff(logits(one, tok), logits(both, tok)) == 0
     assert max_diff(logits(one, tok), logits(parent_only, tok)) > 1e-3
-    report = merge_adapters(MergeArguments(base_model=tiny_model_dir, lora_model=child,
+    report = merge_adapters(MergeArguments(model_name_or_path=tiny_model_dir, peft_path=child,
                                            output_dir=str(tmp_path / "merged")))
     assert report.adapters == [os.path.abspath(parent), child] and report.passed
     merged = AutoModelForCausalLM.from_pretrained(str(tmp_path / "merged"))
@@ -137,12 +138,12 @@ def test_adapter_of_another_vocabulary_is_refused(tmp_path, tiny_model_dir, ext_
 
 def test_bad_paths_and_failed_check_write_nothing(tmp_path, tiny_model_dir, ext_tok_dir):
     out = tmp_path / "merged"
-    with pytest.raises(UsageError, match="--lora_model: .*nope does not exist"):
+    with pytest.raises(UsageError, match="--peft_path: .*nope does not exist"):
         merge_lora.main(["--base_model", tiny_model_dir, "--lora_model", str(tmp_path / "nope"),
                          "--output_dir", str(out)])
     with pytest.raises(UsageError, match="it is not a PEFT adapter folder"):
         merge_lora.main(["--base_model", tiny_model_dir, "--lora_model", ext_tok_dir, "--output_dir", str(out)])
-    with pytest.raises(UsageError, match="--lora_model is required"):
+    with pytest.raises(UsageError, match="--peft_path is required"):
         merge_lora.main(["--base_model", tiny_model_dir, "--output_dir", str(out)])
     adapter = make_adapter(tiny_model_dir, ext_tok_dir, str(tmp_path / "adapter"))
     # bfloat16 output rounds every weight: a tolerance of 1e-9 cannot hold, so nothing may be written

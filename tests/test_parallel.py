@@ -307,8 +307,20 @@ def test_only_fuzzy_po_says_nothing_was_read(tmp_path):
     (["--source", "wikipedia"], "--source"),
 ])
 def test_bad_flags(tmp_path, fixture_inputs, flags, fragment):
-    with pytest.raises(UsageError, match=fragment):
+    with pytest.raises(UsageError) as e:
         prepare_parallel.main(["--input", *fixture_inputs, "--output_dir", str(tmp_path / "out"), *flags])
+    assert e.value.render().startswith(fragment)  # what the command line prints after "error: "
+
+
+def test_parse_ratios_error_carries_the_argument_and_value():
+    from langadapt.errors import InputError
+    from langadapt.parallel import parse_ratios
+
+    assert parse_ratios("a=3,b=1", ("a", "b", "c")) == {"a": 0.75, "b": 0.25, "c": 0.0}
+    for spec in ("a=1,z=1", "a=x", "a=-1", "a=0"):
+        with pytest.raises(InputError) as e:
+            parse_ratios(spec, ("a", "b"), arg="layouts")
+        assert (e.value.arg, e.value.value) == ("layouts", spec) and e.value.render().startswith("--layouts: ")
 
 
 def test_command_line_exit_status_and_message(tmp_path):

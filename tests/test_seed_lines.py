@@ -149,7 +149,7 @@ def test_seed_inference_line(inputs, sft_out, tmp_path):
     inference.main(["--base_model", inputs["model"], "--data_dir", str(data), "--lora_model", sft_out,
                     "--predictions_dir", str(pred), "--cache_dir", inputs["cache_dir"], "--with_prompt"])
     args = json.load(open(pred / "run_args.json"))
-    assert args["inference"]["lora_model"] == sft_out and args["inference"]["with_prompt"] is True
+    assert args["inference"]["peft_path"] == sft_out and args["inference"]["with_prompt"] is True
     assert any(name.endswith(".jsonl") for _, _, files in os.walk(pred) for name in files)
 
 

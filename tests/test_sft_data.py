@@ -8,10 +8,11 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from _sft_helpers import instruction_records, one_torch_thread, write_dataset  # noqa: F401 (autouse fixture)
+from langadapt.args.sft import SFTDataArguments
 from langadapt.cli import UsageError
 from langadapt.normalize import NormalizerConfig
 from langadapt.sft_data import (
-    IGNORE_INDEX, PaddingCollator, SFTDataArguments, SFTRecord, make_collator, read_sft_records, tokenize_records,
+    IGNORE_INDEX, PaddingCollator, SFTRecord, make_collator, read_sft_records, tokenize_records,
 )
 from langadapt.templates import encode_prompt, response_suffix
 

@@ -14,52 +14,15 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
-from langadapt.cli import COMMA_SPLIT_LIST, parse_args, run_main
+from langadapt.args.tokenizer import ExtractArguments
+from langadapt.cli import parse_args, run_main
 from langadapt.io import atomic_output_dir, write_json
 from langadapt.normalize import NormalizerConfig
 from langadapt.preflight import check_corpus_script
 from langadapt.vocab import corpus_stats, extract_vocab, read_corpus, resolve_train_files, sample_lines
 
 logger = logging.getLogger("langadapt.extract_vocab")
-
-
-@dataclass
-class ExtractArguments:
-    """What to train the add-on vocabulary on, and how."""
-
-    train_file: list[str] = field(metadata={"help": "Training text: files or folders of .txt (a line is a document) "
-                                            "or .jsonl (a 'text' field per line); comma-separated or repeated.", **COMMA_SPLIT_LIST})
-    vocab_size: int = field(metadata={"help": "Size of the add-on vocabulary (SentencePiece: all its pieces incl. "
-                                      "bytes/specials; byte-level BPE: incl. the 256 byte symbols)."})
-    output_dir: str = field(metadata={"help": "Folder to write the add-on model and extract_report.json into."})
-    base_tokenizer: str | None = field(default=None, metadata={
-        "help": "The base model's tokenizer folder (recommended): its trainer/normalizer settings are copied. "
-                "Without it the add-on uses Llama-2's SentencePiece settings."})
-    model_type: str | None = field(default=None, metadata={
-        "help": "bpe or unigram (SentencePiece only); default: the base's type (bpe without a base)."})
-    input_sentence_size: int = field(default=0, metadata={
-        "help": "Train on at most this many lines (0 = all); sampled with --seed when --shuffle_input_sentence."})
-    shuffle_input_sentence: bool = field(default=True, metadata={"help": "Sample lines at random, not the first N."})
-    num_threads: int = field(default=0, metadata={"help": "SentencePiece trainer threads; 0 = all CPU cores."})
-    language: str = field(default="fa", metadata={"help": "Language code; picks the default normalizer."})
-    normalize: bool = field(default=True, metadata={
-        "help": "Normalize the text first (the Persian normalizer for --language fa); saved for later stages."})
-    text_field: str = field(default="text", metadata={"help": "Field holding the text in .jsonl files."})
-    min_frequency: int = field(default=2, metadata={"help": "Byte-level BPE: a merge's pair must occur this often."})
-    seed: int = field(default=42, metadata={"help": "Seed for sampling lines and for the trainer."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output_dir.",
-                                                     "aliases": ["--overwrite_output_dir"]})
-
-    def __post_init__(self) -> None:
-        if self.vocab_size <= 0:
-            raise ValueError(f"--vocab_size must be positive, got {self.vocab_size}")
-        if self.model_type not in (None, "bpe", "unigram"):
-            raise ValueError(f"--model_type must be bpe or unigram, got {self.model_type!r}")
-        if self.input_sentence_size < 0 or self.num_threads < 0 or self.min_frequency < 0:
-            raise ValueError("--input_sentence_size, --num_threads and --min_frequency must be >= 0")
-        self.num_threads = self.num_threads or os.cpu_count() or 1
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

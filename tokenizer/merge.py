@@ -15,9 +15,9 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
-from langadapt.cli import COMMA_SPLIT_LIST, UsageError, parse_args, run_main
+from langadapt.args.tokenizer import MergeArguments
+from langadapt.cli import UsageError, parse_args, run_main
 from langadapt.hf_normalizer import attach_normalizer
 from langadapt.io import atomic_output_dir, check_output_dir, resolve_files
 from langadapt.normalize import NormalizerConfig
@@ -26,33 +26,6 @@ from langadapt.vocab_merge import merge_byte_level_bpe, merge_sentencepiece, wri
 from langadapt.vocab_report import build_report, write_report
 
 logger = logging.getLogger("langadapt.merge")
-
-
-@dataclass
-class MergeArguments:
-    """Which tokenizers to merge, what to keep, and what to measure."""
-
-    base_tokenizer: str = field(metadata={"help": "The base model's tokenizer folder (tokenizer.model or a "
-                                          "byte-level BPE tokenizer.json)."})
-    extra_model: str = field(metadata={"help": "The add-on from extract_vocab.py: extra.model, "
-                                       "extra_tokenizer.json, or its output folder."})
-    output_dir: str = field(metadata={"help": "Folder for the merged tokenizer and the report."})
-    max_new_pieces: int | None = field(default=None, metadata={
-        "help": "Keep at most this many new pieces (the add-on's first ones, i.e. most frequent merges)."})
-    scripts: list[str] = field(default_factory=lambda: ["Arabic"], metadata={
-        "help": "Keep only new pieces made of these scripts' letters (+ the word-boundary marker; ZWNJ counts as "
-                "Arabic). 'any' keeps everything. Default Arabic: no new Latin, digit or punctuation pieces.",
-        **COMMA_SPLIT_LIST})
-    eval_file: list[str] = field(default_factory=list, metadata={
-        "help": "Held-out text for the report (.txt/.jsonl); comma-separated or repeated, e.g. Persian,English.",
-        **COMMA_SPLIT_LIST})
-    text_field: str = field(default="text", metadata={"help": "Field holding the text in .jsonl eval files."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output_dir.",
-                                                     "aliases": ["--overwrite_output_dir"]})
-
-    def __post_init__(self) -> None:
-        if self.max_new_pieces is not None and self.max_new_pieces <= 0:
-            raise ValueError(f"--max_new_pieces must be positive, got {self.max_new_pieces}")
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

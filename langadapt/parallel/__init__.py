@@ -27,11 +27,11 @@ from langadapt.parallel.po import PoEntry, parse_po, po_pairs
 from langadapt.parallel.ratios import allocate, parse_ratios
 from langadapt.parallel.report import report_markdown
 from langadapt.parallel.sources import BUNDLED_SOURCES, django_pairs, persian_llm_reference_pairs
-from langadapt.parallel.stage import ParallelArguments, merge_repeated_flags, write_parallel_data
+from langadapt.parallel.stage import merge_repeated_flags, write_parallel_data
 
 __all__ = [
     "BUNDLED_SOURCES", "DIRECTIONS", "FILTERS", "INSTRUCTIONS", "LAYOUTS", "PAIR_EXTENSIONS", "FilterConfig", "Pair",
-    "ParallelArguments", "PoEntry", "allocate", "clean_pairs", "django_pairs", "jsonl_pairs", "layout_document",
+    "PoEntry", "allocate", "clean_pairs", "django_pairs", "jsonl_pairs", "layout_document",
     "merge_repeated_flags", "parse_columns", "parse_po", "parse_ratios", "persian_llm_reference_pairs", "po_pairs",
     "pretraining_documents", "read_pairs", "report_markdown", "split_sentences", "translation_instructions",
     "tsv_pairs", "write_parallel_data",

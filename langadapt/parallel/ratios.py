@@ -6,25 +6,30 @@ import math
 import random
 from collections.abc import Sequence
 
+from langadapt.errors import InputError
 
-def parse_ratios(spec: str, names: Sequence[str], flag: str) -> dict[str, float]:
-    """``"en_fa=0.4,fa_en=0.4,interleaved=0.2"`` -> weights normalized to sum 1 (names not listed get 0)."""
+
+def parse_ratios(spec: str, names: Sequence[str], arg: str | None = None) -> dict[str, float]:
+    """``"en_fa=0.4,fa_en=0.4,interleaved=0.2"`` -> weights normalized to sum 1 (names not listed get 0).
+
+    A malformed ``spec`` raises :class:`InputError` carrying ``arg`` (the argument it came from) and ``spec``.
+    """
     out = {k: 0.0 for k in names}
     for part in filter(None, (s.strip() for s in spec.split(","))):
         name, eq, value = part.partition("=")
         name = name.strip()
         if not eq or name not in out:
-            raise ValueError(f"{flag}: expected NAME=WEIGHT with NAME in {', '.join(names)}, got {part!r}")
+            raise InputError(f"expected NAME=WEIGHT with NAME in {', '.join(names)}, got {part!r}", arg=arg, value=spec)
         try:
             w = float(value)
         except ValueError:
-            raise ValueError(f"{flag}: weight of {name} is not a number: {value!r}") from None
+            raise InputError(f"weight of {name} is not a number: {value!r}", arg=arg, value=spec) from None
         if w < 0 or not math.isfinite(w):
-            raise ValueError(f"{flag}: weight of {name} must be >= 0, got {value}")
+            raise InputError(f"weight of {name} must be >= 0, got {value}", arg=arg, value=spec)
         out[name] = w
     total = sum(out.values())
     if total <= 0:
-        raise ValueError(f"{flag}: at least one weight must be positive, got {spec!r}")
+        raise InputError(f"at least one weight must be positive, got {spec!r}", arg=arg, value=spec)
     return {k: v / total for k, v in out.items()}
 
 
