@@ -75,7 +75,9 @@ def test_the_bottom_layers_import_nothing_above_them():
     graph = import_graph()
     assert graph["errors"] == set() and graph["dist"] == set()
     assert graph["metadata"] <= {"io", "normalize", "templates", "errors"}
-    assert graph["loading"] <= {"embeddings", "errors", "metadata", "io", "normalize", "templates"}
+    assert graph["loading"] <= {"embeddings", "errors", "metadata", "io", "normalize", "templates", "lineage",
+                                "hf_normalizer"}
+    assert graph["lineage"] <= {"errors", "io"} and graph["hf_normalizer"] <= {"errors", "normalize", "io", "scripts"}
 
 
 def test_every_module_imports_in_a_fresh_interpreter():
