@@ -340,7 +340,7 @@ def prepare_demo_data(out: str, cfg: DemoDataConfig) -> dict:
     remove_stale_temp_dirs(out)
     if os.path.exists(out):
         logger.info("demo data: %s was built with other settings or is unfinished; rebuilding it", out)
-    with atomic_output_dir(out, overwrite=True, flag="--data_dir") as tmp:
+    with atomic_output_dir(out, overwrite=True, arg="data_dir") as tmp:
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; this is ordinary shared data
         manifest = build_demo_data(cfg, tmp)
     logger.info("demo data: wrote %s (%s)", out, json.dumps(manifest["counts"], ensure_ascii=False))

@@ -131,7 +131,7 @@ def save_converted(gguf_model, tokenizer, path: str, out_dir: str, overwrite: bo
     model = plain_copy(gguf_model)
     # The GGUF tokenizer says nothing of the context length; the model's is the useful cap for --block_size.
     tokenizer.model_max_length = model.config.max_position_embeddings
-    with atomic_output_dir(out_dir, overwrite=overwrite, flag="--model_dir") as tmp:
+    with atomic_output_dir(out_dir, overwrite=overwrite, arg="model_dir") as tmp:
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is meant to be shared like any model folder
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

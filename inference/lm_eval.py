@@ -58,7 +58,7 @@ def run(args: LMEvalArguments) -> dict:
 
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name_or_path or model_dir or args.model_name_or_path)
     if args.write_tasks:
-        with atomic_output_dir(args.write_tasks, args.overwrite_output_dir, "--write_tasks") as out:
+        with atomic_output_dir(args.write_tasks, args.overwrite_output_dir, "write_tasks") as out:
             specs = lt.write_task_folder(args.data_dir, out, template, tokenizer,
                                          data_location=os.path.abspath(args.write_tasks))
         logger.info("wrote %d tasks to %s (template %r): %s", len(specs), args.write_tasks, template,

@@ -66,7 +66,7 @@ def main(argv=None) -> dict:
     (args,) = parse_args((PerplexityArguments,), argv, description=__doc__)
 
     # Phase 1: inputs (checked before the model is loaded, so a bad path fails fast).
-    files = resolve_files(args.eval_files.split(","), "--eval_files")
+    files = resolve_files(args.eval_files.split(","), "eval_files")
     stems = [os.path.splitext(os.path.basename(f))[0] for f in files]
     if len(set(stems)) != len(stems):
         raise UsageError(f"--eval_files: file names must differ (results are keyed by stem): {stems}")
@@ -76,8 +76,8 @@ def main(argv=None) -> dict:
             raise UsageError(f"--eval_files: {path} holds no text (only blank lines or empty 'text' fields); "
                              "give a file with at least one document")
 
-    with atomic_output_dir(args.output_dir, args.overwrite_output_dir, "--output_dir",
-                           "--overwrite_output_dir") as tmp:
+    with atomic_output_dir(args.output_dir, args.overwrite_output_dir, "output_dir",
+                           "overwrite_output_dir") as tmp:
         # Phase 2: model (+ adapters, or grown table for a larger tokenizer).
         model, tokenizer, tok_path, resize = load_model(args)
         normalizer = NormalizerConfig.from_dir(tok_path)

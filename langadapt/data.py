@@ -73,7 +73,7 @@ def parse_dataset_dirs(spec: str, arg: str = "dataset_dir") -> list[CorpusSource
                 path, weight = item, 1.0  # a ':' inside the path itself
         if weight <= 0:
             raise InputError(f"--{arg}: weight of {path} must be > 0, got {weight}", arg=arg, value=path)
-        sources.append(CorpusSource(path=path, weight=weight, files=resolve_files(path, f"--{arg}")))
+        sources.append(CorpusSource(path=path, weight=weight, files=resolve_files(path, arg)))
     if not sources:
         raise InputError(f"--{arg}: no folder given; pass a folder of .txt/.jsonl files", arg=arg)
     total = sum(s.weight for s in sources)
@@ -324,7 +324,7 @@ def load_pretrain_data(data_args, tokenizer, normalizer: NormalizerConfig, block
     Map-style (cached, split, mixed) unless ``data_args.streaming``, in which case train is a :class:`PackedStream`.
     """
     sources = parse_dataset_dirs(data_args.dataset_dir)
-    val_files = resolve_files(data_args.validation_dataset_dir, "--validation_dataset_dir") \
+    val_files = resolve_files(data_args.validation_dataset_dir, "validation_dataset_dir") \
         if data_args.validation_dataset_dir else None
     if data_args.streaming:
         return _streaming_data(data_args, sources, val_files, tokenizer, normalizer, block_size, seed)

@@ -81,7 +81,7 @@ def language_of(key: str) -> str | None:
 
 def list_testsets(data_dir: str) -> list[str]:
     """All ``.json``/``.jsonl`` test files under ``data_dir`` (recursively, sorted)."""
-    return resolve_files(data_dir, "--data_dir", TESTSET_EXTENSIONS)
+    return resolve_files(data_dir, "data_dir", TESTSET_EXTENSIONS)
 
 
 def file_key(path: str, root: str) -> str:

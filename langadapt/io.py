@@ -33,21 +33,28 @@ TEXT_EXTENSIONS = (".txt", ".jsonl")
 PROCESS_START = time.time()
 
 
+def _arg_name(arg: str) -> str:
+    """An argument field name; a ``--flag`` spelling (older callers) is accepted and stripped."""
+    return arg.lstrip("-")
+
+
 def resolve_files(
     paths: str | os.PathLike | Sequence[str | os.PathLike],
-    flag: str,
+    arg: str,
     extensions: Sequence[str] = TEXT_EXTENSIONS,
 ) -> list[str]:
     """Expand files and directories into a sorted list of input files.
 
-    A directory contributes its files (recursively) whose names end in one of ``extensions``. ``flag`` names the
-    command-line option in error messages. Raises :class:`InputError` when a path does not exist, a directory holds
-    no matching file, or a file is empty.
+    A directory contributes its files (recursively) whose names end in one of ``extensions``. ``arg`` is the
+    argument the paths came from (carried by the :class:`InputError` raised when a path does not exist, a directory
+    holds no matching file, or a file is empty).
     """
+    arg = _arg_name(arg)
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     if not paths:
-        raise InputError(f"{flag}: no input given; pass a file or a directory of {'/'.join(extensions)} files")
+        raise InputError(f"--{arg}: no input given; pass a file or a directory of {'/'.join(extensions)} files",
+                         arg=arg, value=paths)
     files: list[str] = []
     for p in map(str, paths):
         if os.path.isdir(p):
@@ -58,15 +65,15 @@ def resolve_files(
                 if name.endswith(tuple(extensions)) and not name.startswith(".")
             )
             if not found:
-                raise InputError(f"{flag}: directory {p} holds no {'/'.join(extensions)} files")
+                raise InputError(f"--{arg}: directory {p} holds no {'/'.join(extensions)} files", arg=arg, value=p)
             files.extend(found)
         elif os.path.isfile(p):
             files.append(p)
         else:
-            raise InputError(f"{flag}: {p} does not exist; pass an existing file or directory")
+            raise InputError(f"--{arg}: {p} does not exist; pass an existing file or directory", arg=arg, value=p)
     for f in files:
         if os.path.getsize(f) == 0:
-            raise InputError(f"{flag}: {f} is empty; remove it or fill it with text")
+            raise InputError(f"--{arg}: {f} is empty; remove it or fill it with text", arg=arg, value=f)
     return files
 
 
@@ -132,15 +139,17 @@ def iter_corpus(files: Sequence[str], text_field: str = "text") -> Iterator[str]
         yield from iter_documents(f, text_field)
 
 
-def check_output_dir(path: str, overwrite: bool, flag: str = "--output_dir",
-                     overwrite_flag: str = "--overwrite") -> None:
-    """Refuse an existing, non-empty output folder unless ``overwrite`` (the script's flag for it is
-    ``overwrite_flag``, named in the advice), and an output path that cannot become a folder."""
+def check_output_dir(path: str, overwrite: bool, arg: str = "output_dir",
+                     overwrite_arg: str = "overwrite_output_dir") -> None:
+    """Refuse an existing, non-empty output folder unless ``overwrite`` (the argument for it is ``overwrite_arg``,
+    named in the advice), and an output path that cannot become a folder. ``arg``: the argument ``path`` came from."""
+    arg, overwrite_arg = _arg_name(arg), _arg_name(overwrite_arg)
     if os.path.isfile(path):
-        raise InputError(f"{flag}: {path} is a file; give a folder path")
+        raise InputError(f"--{arg}: {path} is a file; give a folder path", arg=arg, value=path)
     if os.path.isdir(path) and os.listdir(path) and not overwrite:
-        raise InputError(f"{flag}: {path} exists and is not empty; choose another folder or pass {overwrite_flag}")
-    check_output_path(path, flag.lstrip("-") or "output_dir")  # under a file, read-only
+        raise InputError(f"--{arg}: {path} exists and is not empty; choose another folder or pass --{overwrite_arg}",
+                         arg=arg, value=path)
+    check_output_path(path, arg)  # under a file, read-only
 
 
 def _existing_ancestor(path: str) -> str:
@@ -303,8 +312,8 @@ def owned_temp_dir(directory: str, kind: str) -> str:
 
 
 @contextlib.contextmanager
-def atomic_output_dir(path: str, overwrite: bool = False, flag: str = "--output_dir",
-                      overwrite_flag: str = "--overwrite") -> Iterator[str]:
+def atomic_output_dir(path: str, overwrite: bool = False, arg: str = "output_dir",
+                      overwrite_arg: str = "overwrite_output_dir") -> Iterator[str]:
     """Build an output folder under a temporary sibling and move it into place on success.
 
     Yields the temporary folder to write into. On an exception the temporary folder is removed and ``path`` is
@@ -312,7 +321,7 @@ def atomic_output_dir(path: str, overwrite: bool = False, flag: str = "--output_
     Temporary siblings that an earlier killed run left are removed first (:func:`remove_stale_temps`), and the
     finished folder has the modes the umask asks for (:func:`honour_umask`).
     """
-    check_output_dir(path, overwrite, flag, overwrite_flag)
+    check_output_dir(path, overwrite, arg, overwrite_arg)
     path = os.path.abspath(path)
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
@@ -381,18 +390,20 @@ def write_jsonl(path: str, records: Iterable[Any]) -> None:
     write_text(path, "".join(dumps_json(r) + "\n" for r in records))
 
 
-def read_json(path: str, flag: str | None = None) -> Any:
-    """Read a JSON file; a missing or malformed file raises :class:`InputError` naming it."""
-    where = f"{flag}: " if flag else ""
+def read_json(path: str, arg: str | None = None) -> Any:
+    """Read a JSON file; a missing or malformed file raises :class:`InputError` naming it (and carrying ``arg``, the
+    argument the path came from, when there is one)."""
+    arg = _arg_name(arg) if arg else None
+    where = f"--{arg}: " if arg else ""
     if not os.path.isfile(path):
-        raise InputError(f"{where}{path} does not exist")
+        raise InputError(f"{where}{path} does not exist", arg=arg, value=path)
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except UnicodeDecodeError:
-        raise InputError(f"{where}{path} is not UTF-8 text") from None
+        raise InputError(f"{where}{path} is not UTF-8 text", arg=arg, value=path) from None
     except json.JSONDecodeError as e:
-        raise InputError(f"{where}{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+        raise InputError(f"{where}{path}:{e.lineno}: not valid JSON ({e.msg})", arg=arg, value=path) from None
 
 
 def iter_json_records(path: str) -> Iterator[tuple[str, Any]]:

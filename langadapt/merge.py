@@ -189,8 +189,8 @@ def merge_adapters(args: MergeArguments) -> MergeReport:
     template = load_template_name(last, default="alpaca")
     sources = [p for p in (args.tokenizer_name_or_path, last, *chain, args.model_name_or_path) if p]
 
-    with atomic_output_dir(args.output_dir, args.overwrite_output_dir, "--output_dir",
-                           "--overwrite_output_dir") as tmp:
+    with atomic_output_dir(args.output_dir, args.overwrite_output_dir, "output_dir",
+                           "overwrite_output_dir") as tmp:
         # 1-3. reference logits (base + adapters, the last one unmerged, float32), merge, cast, save
         save = _save_shardwise if args.low_memory else _save_in_memory
         tokenizer, rows, inputs, reference = save(args, chain, tmp, out_dtype, template, sources)

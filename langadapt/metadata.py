@@ -73,7 +73,7 @@ def read_model_info(directory: str) -> ModelInfo | None:
 def tokenizer_info(tokenizer_dir: str) -> dict[str, Any] | None:
     """``langadapt_tokenizer.json`` of a merged tokenizer folder, or ``None`` (no folder, or no such file)."""
     path = os.path.join(tokenizer_dir, TOKENIZER_INFO_FILE)
-    return read_json(path, "--tokenizer_name_or_path") if os.path.isfile(path) else None
+    return read_json(path, "tokenizer_name_or_path") if os.path.isfile(path) else None
 
 
 def is_adapter_dir(path: str) -> bool:

@@ -162,7 +162,7 @@ def small_adapter_saves(model) -> None:
 
 
 def _peft_type(adapter_dir: str) -> str:
-    return str(read_json(os.path.join(adapter_dir, ADAPTER_CONFIG), "--peft_path").get("peft_type", ""))
+    return str(read_json(os.path.join(adapter_dir, ADAPTER_CONFIG), "peft_path").get("peft_type", ""))
 
 
 def default_tokenizer_to_adapter(model_args: ModelArguments, adapt_args: AdaptationArguments) -> None:

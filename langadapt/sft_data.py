@@ -82,7 +82,7 @@ def read_sft_records(
     ``normalizer=None`` means no normalization (pass ``NormalizerConfig.from_dir(tokenizer_dir)``).
     Raises :class:`InputError` naming the file and record on bad input, and when there are no records at all.
     """
-    files = resolve_files(paths, f"--{arg}", SFT_EXTENSIONS)
+    files = resolve_files(paths, arg, SFT_EXTENSIONS)
     norm = normalizer or NormalizerConfig.disabled()
     records: list[SFTRecord] = []
     for path in files:

@@ -482,4 +482,4 @@ def iter_eval_lines(path: str, config: NormalizerConfig, text_field: str = "text
 
 def resolve_train_files(paths: Sequence[str]) -> list[str]:
     """``--train_file`` values expanded (directories of .txt/.jsonl), each checked to exist and be non-empty."""
-    return resolve_files(list(paths), "--train_file")
+    return resolve_files(list(paths), "train_file")

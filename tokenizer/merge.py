@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         raise UsageError(f"--extra_model: {extra_path} is a {extra_kind} add-on but the base is {kind}; re-run "
                          f"extract_vocab.py with --base_tokenizer {args.base_tokenizer}")
     scripts = validate_scripts(args.scripts)
-    eval_files = resolve_files(args.eval_file, "--eval_file") if args.eval_file else []
+    eval_files = resolve_files(args.eval_file, "eval_file") if args.eval_file else []
     # The add-on was trained on text normalized this way; later stages must normalize the same way.
     normalizer = NormalizerConfig.from_dir(os.path.dirname(os.path.abspath(extra_path)))
 

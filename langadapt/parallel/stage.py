@@ -55,7 +55,7 @@ def write_parallel_data(args: ParallelArguments, out: str) -> dict:
     logger.info("sources %s, inputs %s, layouts %s, normalizer %s", args.source, args.input, args.layout_ratios, norm)
 
     # 1. Read every pair (bad rows and unparsable catalogues stop here, naming file:line).
-    files = resolve_files(args.input, "--input", PAIR_EXTENSIONS) if args.input else []
+    files = resolve_files(args.input, "input", PAIR_EXTENSIONS) if args.input else []
     pairs, reading = read_pairs(files, args.source, args.tsv_column_order, args.en_field, args.fa_field)
     logger.info("read %d pairs from %d sources", len(pairs), len(reading))
 
