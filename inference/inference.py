@@ -57,7 +57,7 @@ def main(argv=None) -> None:
         logger.info("%d test files, %d examples", len(tests), sum(len(t[2]) for t in tests))
 
     # 3. Model: a missing base model or a truncated safetensors file is named here, not by the loader's traceback.
-    preflight.check_model_path(args.base_model, "base_model")
+    preflight.check_model_path(args.model_name_or_path, "model_name_or_path")
     for adapter in args.lora_models:
         if os.path.isdir(adapter):  # a missing adapter is named by the adapter loader
             preflight.check_model_path(adapter, "lora_model")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from langadapt.args import EMBEDDING_INITS, TORCH_DTYPES
 from langadapt.cli import COMMA_LIST
 from langadapt.evaldata import TASKS
+from langadapt.gguf_export import LLAMA_CPP_PYTHON_VERSION, OUTTYPES
 from langadapt.merge import CHECK_EXAMPLES, DEFAULT_TOLERANCE, OUTPUT_DTYPES
 from langadapt.metrics import BLEU_TOKENIZERS
 from langadapt.templates import TEMPLATE_NAMES
@@ -342,3 +343,34 @@ class LMEvalArguments:
                          ("--torch_dtype", self.torch_dtype in ("auto", "float32", "float16", "bfloat16"))):
             if not ok:
                 raise ValueError(f"{flag}: invalid value; see --help")
+
+
+@dataclass
+class ExportArguments:
+    """Arguments of ``inference/export_gguf.py``."""
+
+    model_dir: str | None = field(default=None, metadata={
+        "help": "Merged model folder (the output of inference/merge_lora.py, or any HF causal LM folder). Required.",
+        "aliases": ["--model_name_or_path"]})
+    output_dir: str | None = field(default=None, metadata={"help": "Folder for the GGUF files. Required."})
+    outtypes: str = field(default="f16,q8_0", metadata={
+        "help": f"Comma-separated GGUF types, one file each: {', '.join(OUTTYPES)}."})
+    converter_dir: str | None = field(default=None, metadata={
+        "help": "Folder with llama.cpp's convert_hf_to_gguf.py (a llama.cpp checkout). Default: $LLAMA_CPP_DIR, "
+                f"else the converter of llama-cpp-python {LLAMA_CPP_PYTHON_VERSION}, fetched once with pip."})
+    no_fetch: bool = field(default=False, metadata={
+        "help": "Never download the converter (offline nodes): fail unless it is already there."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace an existing --output_dir.",
+                                                                "aliases": ["--overwrite"]})
+
+    def __post_init__(self) -> None:
+        for name in ("model_dir", "output_dir"):
+            if not getattr(self, name):
+                raise ValueError(f"--{name} is required")
+        bad = [t for t in self.types if t not in OUTTYPES]
+        if bad or not self.types:
+            raise ValueError(f"--outtypes: {','.join(bad) or 'empty'}; choose from {', '.join(OUTTYPES)}")
+
+    @property
+    def types(self) -> list[str]:
+        return [t.strip() for t in self.outtypes.split(",") if t.strip()]
