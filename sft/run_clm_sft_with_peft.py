@@ -118,6 +118,7 @@ def main(argv=None):
     exit_if_preempted(preemption, training_args.output_dir)
     model.config.use_cache = True  # saved configs keep generation fast
     save_model(model, tokenizer, training_args.output_dir, prepared.info, trainer, tokenizer_dir=tok_dir)
+    model.config.use_cache = False  # the final evaluation below runs on packed batches too
     trainer.save_state()
     if is_main_process():
         save_template_name(training_args.output_dir, data_args.template)

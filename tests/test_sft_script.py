@@ -119,7 +119,32 @@ def test_resume_matches_an_unbroken_run(tmp_path, tiny_model_dir, ext_tok_dir, s
         torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-6)
 
 
-def test_packing_and_length_grouping_train(tmp_path, tiny_model_dir, ext_tok_dir, sft_data):
+def test_packing_gives_the_same_loss_as_padding(tmp_path, tiny_model_dir, ext_tok_dir, sft_data):
+    """The script with --packing (one row per batch, position ids restarting per example) and without (padded rows):
+    with learning rate 0 the logged training loss of each step and the evaluation loss are equal, which holds only
+    if packed examples never attend to each other (the script must train without the KV cache, see sft_data)."""
+    common = ("--training_mode", "lora", "--learning_rate", "0", "--max_steps", "2", "--validation_file",
+              sft_data[1], "--per_device_eval_batch_size", "4", "--eval_strategy", "steps", "--eval_steps", "2",
+              "--template", "chat")
+    padded, packed = str(tmp_path / "padded"), str(tmp_path / "packed")
+    m_padded = sft.main(sft_argv(tiny_model_dir, ext_tok_dir, sft_data[0], padded, *common))
+    m_packed = sft.main(sft_argv(tiny_model_dir, ext_tok_dir, sft_data[0], packed, *common, "--packing"))
+
+    def logged(d):
+        state = json.load(open(os.path.join(d, "trainer_state.json")))
+        return ({h["step"]: h["loss"] for h in state["log_history"] if "loss" in h},
+                {h["step"]: h["eval_loss"] for h in state["log_history"] if "eval_loss" in h})
+
+    (train_padded, eval_padded), (train_packed, eval_packed) = logged(padded), logged(packed)
+    assert sorted(train_packed) == sorted(train_padded) == [1, 2] and sorted(eval_packed) == [2]
+    for step in (1, 2):
+        assert train_packed[step] == pytest.approx(train_padded[step], abs=1e-5), step
+    assert eval_packed[2] == pytest.approx(eval_padded[2], abs=1e-5)
+    # The final evaluation, after training, too.
+    assert m_packed["eval_loss"] == pytest.approx(m_padded["eval_loss"], abs=1e-5)
+
+
+def test_packing_and_length_grouping_write_the_template(tmp_path, tiny_model_dir, ext_tok_dir, sft_data):
     out = str(tmp_path / "packed")
     metrics = sft.main(sft_argv(tiny_model_dir, ext_tok_dir, sft_data[0], out, "--training_mode", "lora",
                                 "--packing", "--train_sampling_strategy", "group_by_length", "--template", "chat"))
