@@ -28,6 +28,7 @@ from langadapt.args import (
     AdaptationArguments, ModelArguments, SampleArguments, SeedSFTDataArguments, SFTTrainingArguments,
 )
 from langadapt.cli import parse_args, run_main, setup_logging
+from langadapt.errors import InputError
 from langadapt.modeling import default_tokenizer_to_adapter, prepare_model, save_model
 from langadapt.normalize import NormalizerConfig
 from langadapt.sft_data import (
@@ -54,6 +55,11 @@ def main(argv=None):
     if model_args.llama:
         logger.info("--llama is no longer needed: every HF causal LM loads with AutoModelForCausalLM")
     # 2. resume detection and input checks, before any model is loaded (bad input fails in seconds)
+    if data_args.packing and training_args.use_cache:
+        # The Trainer applies --use_cache to the model; with a KV cache transformers does not read the packed position
+        # ids as example boundaries, so packed examples would attend to each other.
+        raise InputError("--use_cache: packed examples would attend to each other; leave --use_cache off with "
+                         "--packing", arg="use_cache", value=True)
     checkpoint = resolve_checkpoint(training_args.output_dir, training_args.overwrite_output_dir,
                                     training_args.resume_from_checkpoint)
     default_tokenizer_to_adapter(model_args, adapt_args)  # --peft_path alone: the adapter's own tokenizer
@@ -67,7 +73,8 @@ def main(argv=None):
     prepared = prepare_model(model_args, adapt_args, gradient_checkpointing=training_args.activation_checkpointing)
     model, tokenizer = prepared.model, prepared.tokenizer
     # The KV cache is useless while training, conflicts with checkpointing, and while it is on transformers does not
-    # read packed position ids as example boundaries (packed examples would attend to each other).
+    # read packed position ids as example boundaries (packed examples would attend to each other). The Trainer sets
+    # it again from --use_cache (off by default, refused with --packing above).
     model.config.use_cache = False
 
     # 4. tokenize with the loss on response + EOS only

@@ -142,6 +142,11 @@ def test_packing_gives_the_same_loss_as_padding(tmp_path, tiny_model_dir, ext_to
     assert eval_packed[2] == pytest.approx(eval_padded[2], abs=1e-5)
     # The final evaluation, after training, too.
     assert m_packed["eval_loss"] == pytest.approx(m_padded["eval_loss"], abs=1e-5)
+    # A KV cache would merge the packed examples: refused before anything is loaded.
+    with pytest.raises(UsageError, match="--use_cache: packed examples would attend"):
+        sft.main(sft_argv(tiny_model_dir, ext_tok_dir, sft_data[0], str(tmp_path / "cache"), *common, "--packing",
+                          "--use_cache", "True"))
+    assert not os.path.exists(tmp_path / "cache")
 
 
 def test_packing_and_length_grouping_write_the_template(tmp_path, tiny_model_dir, ext_tok_dir, sft_data):
