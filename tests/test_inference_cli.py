@@ -218,7 +218,11 @@ def test_interactive_as_a_script_with_piped_stdin(tiny_model_dir):
                            "--interactive", "--max_new_tokens", "4"], input="Say hi.\nسلام\n", text=True,
                           capture_output=True, cwd=REPO_ROOT, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert len(proc.stdout.splitlines()) == 2
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gen = HFGenerator(AutoModelForCausalLM.from_pretrained(tiny_model_dir), AutoTokenizer.from_pretrained(
+        tiny_model_dir), "alpaca")
+    assert proc.stdout.splitlines() == [gen.generate([gen.prompt(line)], 4)[0] for line in ("Say hi.", "سلام")]
 
 
 @pytest.mark.parametrize("name, content, message", [

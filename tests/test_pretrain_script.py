@@ -126,6 +126,13 @@ def test_json_config_is_the_whole_config(tiny_model_dir, ext_dir, corpus, tmp_pa
     path.write_text(json.dumps(config))
     pretrain.main([str(path)])
     assert read(os.path.join(out, "langadapt_model.json"))["training_mode"] == "embeddings"
+    # The same run from flags resolves every argument of every group to the same value.
+    flags_out = str(tmp_path / "flags")
+    pretrain.main(base_argv(tiny_model_dir, ext_dir, corpus, flags_out, "--training_mode", "embeddings"))
+    from_json = json.loads(open(os.path.join(out, "run_args.json"), encoding="utf-8").read().replace(out, flags_out))
+    from_flags = read(os.path.join(flags_out, "run_args.json"))
+    for group in ("model", "adaptation", "data", "samples", "training"):
+        assert from_json[group] == from_flags[group], group
 
 
 def _final_state(out):
