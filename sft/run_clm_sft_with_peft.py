@@ -54,12 +54,12 @@ def main(argv=None):
     set_seed(training_args.seed)
     if model_args.llama:
         logger.info("--llama is no longer needed: every HF causal LM loads with AutoModelForCausalLM")
-    # 2. resume detection and input checks, before any model is loaded (bad input fails in seconds)
     if data_args.packing and training_args.use_cache:
         # The Trainer applies --use_cache to the model; with a KV cache transformers does not read the packed position
         # ids as example boundaries, so packed examples would attend to each other.
         raise InputError("--use_cache: packed examples would attend to each other; leave --use_cache off with "
                          "--packing", arg="use_cache", value=True)
+    # 2. resume detection and input checks, before any model is loaded (bad input fails in seconds)
     checkpoint = resolve_checkpoint(training_args.output_dir, training_args.overwrite_output_dir,
                                     training_args.resume_from_checkpoint)
     default_tokenizer_to_adapter(model_args, adapt_args)  # --peft_path alone: the adapter's own tokenizer
