@@ -5,7 +5,7 @@ so comparing final states cannot tell them apart. These helpers look at what onl
 
 * :func:`mark_checkpoint` tags the checkpoint's ``trainer_state.json``; the Trainer loads that state on resume and
   writes it back with the final state, so :func:`carries_mark` is true only if the checkpoint was loaded.
-* :func:`StepRecorder` records the optimizer steps the process itself ran: a resume from step N runs N+1.. only.
+* :func:`step_recording_callback` records the optimizer steps the process itself ran: a resume from step N runs N+1.. only.
 * :func:`logged_steps` and :func:`count_loss_lines` read the steps from the trainer state and from a log.
 """
 
@@ -44,7 +44,7 @@ def count_loss_lines(text: str) -> int:
     return text.count("'loss'")
 
 
-def StepRecorder(base, steps: list[int]):
+def step_recording_callback(base, steps: list[int]):
     """A subclass of the callback class ``base`` that appends every finished optimizer step to ``steps``; patch it
     in place of the script's preemption callback to see which steps the run itself computed."""
 

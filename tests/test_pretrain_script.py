@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from _pretrain_helpers import base_argv, extend_tokenizer, write_corpus
-from _resume_helpers import StepRecorder, carries_mark, logged_steps, mark_checkpoint
+from _resume_helpers import step_recording_callback, carries_mark, logged_steps, mark_checkpoint
 from _scripts import load_script
 from langadapt.cli import UsageError
 
@@ -163,7 +163,7 @@ def test_resume_matches_an_unbroken_run(tiny_model_dir, ext_dir, corpus, tmp_pat
     mark_checkpoint(os.path.join(broken, "checkpoint-2"))
     steps_run = []
     with monkeypatch.context() as m:
-        m.setattr(training, "PreemptionCallback", StepRecorder(training.PreemptionCallback, steps_run))
+        m.setattr(training, "PreemptionCallback", step_recording_callback(training.PreemptionCallback, steps_run))
         pretrain.main(argv(broken))  # no flag needed: resumes from checkpoint-2
     assert steps_run == [3, 4]  # a restart from step 0 would recompute 1 and 2
     assert carries_mark(broken)  # the trainer state came from checkpoint-2
@@ -210,7 +210,7 @@ def test_preemption_signal_saves_at_the_next_step_and_exits_75(tiny_model_dir, e
     mark_checkpoint(os.path.join(broken, "checkpoint-3"))
     steps_run = []
     with monkeypatch.context() as m:
-        m.setattr(training, "PreemptionCallback", StepRecorder(training.PreemptionCallback, steps_run))
+        m.setattr(training, "PreemptionCallback", step_recording_callback(training.PreemptionCallback, steps_run))
         pretrain.main(argv(broken))
     assert steps_run == [4, 5] and carries_mark(broken)  # resumed from checkpoint-3, not restarted from step 0
     assert read(os.path.join(broken, "run_args.json"))["resolved"]["resumed_from"].endswith("checkpoint-3")

@@ -12,7 +12,7 @@ from _sft_helpers import (  # noqa: F401 (one_torch_thread is an autouse fixture
     adapter_tensors, instruction_records, load_script, make_extended_tokenizer, one_torch_thread, pretrain_argv,
     sft_argv, write_dataset,
 )
-from _resume_helpers import StepRecorder, carries_mark, logged_steps, mark_checkpoint
+from _resume_helpers import step_recording_callback, carries_mark, logged_steps, mark_checkpoint
 from langadapt.cli import UsageError
 
 sft = load_script("sft/run_clm_sft_with_peft.py")
@@ -108,7 +108,7 @@ def test_resume_matches_an_unbroken_run(tmp_path, tiny_model_dir, ext_tok_dir, s
     assert os.path.isdir(os.path.join(broken, "checkpoint-2"))
     mark_checkpoint(os.path.join(broken, "checkpoint-2"))
     steps_run = []
-    monkeypatch.setattr(sft, "PreemptionCallback", StepRecorder(sft.PreemptionCallback, steps_run))
+    monkeypatch.setattr(sft, "PreemptionCallback", step_recording_callback(sft.PreemptionCallback, steps_run))
     sft.main(sft_argv(tiny_model_dir, ext_tok_dir, sft_data[0], broken, *common, "--max_steps", "4"))
     assert steps_run == [3, 4]  # a restart from step 0 would recompute 1 and 2
     assert carries_mark(broken)  # the trainer state came from checkpoint-2
