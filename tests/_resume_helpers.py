@@ -5,7 +5,8 @@ so comparing final states cannot tell them apart. These helpers look at what onl
 
 * :func:`mark_checkpoint` tags the checkpoint's ``trainer_state.json``; the Trainer loads that state on resume and
   writes it back with the final state, so :func:`carries_mark` is true only if the checkpoint was loaded.
-* :func:`step_recording_callback` records the optimizer steps the process itself ran: a resume from step N runs N+1.. only.
+* :func:`step_recording_callback` records the optimizer steps the process itself ran: a resume from step N runs
+  N+1.. only.
 * :func:`logged_steps` and :func:`count_loss_lines` read the steps from the trainer state and from a log.
 """
 

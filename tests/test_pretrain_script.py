@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from _pretrain_helpers import base_argv, extend_tokenizer, write_corpus
-from _resume_helpers import step_recording_callback, carries_mark, logged_steps, mark_checkpoint
+from _resume_helpers import carries_mark, logged_steps, mark_checkpoint, step_recording_callback
 from _scripts import load_script
 from langadapt.cli import UsageError
 

@@ -12,7 +12,7 @@ from _sft_helpers import (  # noqa: F401 (one_torch_thread is an autouse fixture
     adapter_tensors, instruction_records, load_script, make_extended_tokenizer, one_torch_thread, pretrain_argv,
     sft_argv, write_dataset,
 )
-from _resume_helpers import step_recording_callback, carries_mark, logged_steps, mark_checkpoint
+from _resume_helpers import carries_mark, logged_steps, mark_checkpoint, step_recording_callback
 from langadapt.cli import UsageError
 
 sft = load_script("sft/run_clm_sft_with_peft.py")
