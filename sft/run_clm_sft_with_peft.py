@@ -33,6 +33,7 @@ from langadapt.args import (
 from langadapt.args.sft import SFTDataArguments
 from langadapt.cli import parse_args, run_main, setup_logging
 from langadapt.model_card import write_model_card
+from langadapt.errors import InputError
 from langadapt.modeling import default_tokenizer_to_adapter, prepare_model, save_model
 from langadapt.normalize import NormalizerConfig
 from langadapt.portable import set_trained_chat_template
@@ -59,6 +60,11 @@ def main(argv=None):
     set_seed(training_args.seed)
     if model_args.llama:
         logger.info("--llama is no longer needed: every HF causal LM loads with AutoModelForCausalLM")
+    if data_args.packing and training_args.use_cache:
+        # The Trainer applies --use_cache to the model; with a KV cache transformers does not read the packed position
+        # ids as example boundaries, so packed examples would attend to each other.
+        raise InputError("--use_cache: packed examples would attend to each other; leave --use_cache off with "
+                         "--packing", arg="use_cache", value=True)
     # 2. resume detection and input checks, before any model is loaded (bad input fails in seconds)
     default_tokenizer_to_adapter(model_args, adapt_args)  # --peft_path alone: the adapter's own tokenizer
     preflight.check_training_run(training_args, model_args.model_name_or_path, adapt_args.training_mode,
@@ -77,7 +83,8 @@ def main(argv=None):
     prepared = prepare_model(model_args, adapt_args, gradient_checkpointing=training_args.activation_checkpointing)
     model, tokenizer = prepared.model, prepared.tokenizer
     # The KV cache is useless while training, conflicts with checkpointing, and while it is on transformers does not
-    # read packed position ids as example boundaries (packed examples would attend to each other).
+    # read packed position ids as example boundaries (packed examples would attend to each other). The Trainer sets
+    # it again from --use_cache (off by default, refused with --packing above).
     model.config.use_cache = False
 
     # 4. tokenize with the loss on response + EOS only
@@ -128,6 +135,7 @@ def main(argv=None):
     set_trained_chat_template(tokenizer, data_args.template)  # apply_chat_template renders the trained prompt
     save_model(model, tokenizer, training_args.output_dir, prepared.info, trainer, tokenizer_dir=tok_dir,
                peft_path=adapt_args.peft_path)
+    model.config.use_cache = False  # the final evaluation below runs on packed batches too
     trainer.save_state()
     if is_main_process():
         save_template_name(training_args.output_dir, data_args.template)

@@ -13,6 +13,8 @@ from langadapt.evaldata import Example
 from langadapt.generation import (HFGenerator, LoglikRanker, cut_at_stop, default_max_new_tokens,
                                   label_candidates)
 from langadapt.metrics import canonical_label
+from langadapt.normalize import normalize
+from tiny import RAW_PERSIAN
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -129,3 +131,16 @@ def test_loglik_ranker_picks_the_most_likely_label(model_and_tok):
             logp = torch.log_softmax(model(input_ids=torch.tensor([p + cids])).logits[0].float(), -1)
         scores.append(sum(float(logp[len(p) - 1 + j, t]) for j, t in enumerate(cids)))
     assert ranker.generate([prompt], 1) == [candidates[scores.index(max(scores))]]
+
+
+def test_raw_persian_prompts_encode_like_normalized_text(model_and_tok):
+    """The generator normalizes by default (the tokenizer folder's normalizer, else the Persian one): a prompt of raw
+    Persian (Arabic yeh/kaf, presentation forms, stray ZWNJs) gets exactly the ids of the normalized text."""
+    model, tok = model_and_tok
+    clean = normalize(RAW_PERSIAN)
+    assert tok(clean)["input_ids"] != tok(RAW_PERSIAN)["input_ids"]  # the test input really needs normalizing
+    gen = HFGenerator(model, tok, "alpaca")
+    for raw_ex, clean_ex in [(RAW_PERSIAN, clean), (Example(0, RAW_PERSIAN, RAW_PERSIAN, ""),
+                                                    Example(0, clean, clean, ""))]:
+        assert gen.encode([gen.prompt(raw_ex)])["input_ids"] == gen.encode([gen.prompt(clean_ex)])["input_ids"]
+    assert gen.generate([gen.prompt(RAW_PERSIAN)], 6) == gen.generate([gen.prompt(clean)], 6)

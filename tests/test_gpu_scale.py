@@ -43,8 +43,15 @@ def test_tiny_shape_on_cpu(tmp_path, gpu_scale):
     # Ours pads the grown table to a multiple of 64 rows (the stage's default); the seed resizes to the tokenizer.
     assert ours["embedding_rows"] == 1600 and seed["embedding_rows"] == 1562
     # LoRA + trainable embeddings/head: forward 2N, activation grads 2N, weight grads 2N_t for trainable matmuls.
+    # N and N_t recounted by hand from the tiny shape (hidden 64, 2 layers, 4 query heads of 16 and 2 KV heads, MLP
+    # 128), LoRA rank 8 on the 7 projections, and the trained head (embedding_rows x 64); not from the report.
+    layer = 2 * 64 * 64 + 2 * 64 * 32 + 3 * 64 * 128  # q, o + k, v + gate, up, down
+    lora = 8 * (2 * (64 + 64) + 2 * (64 + 32) + 3 * (64 + 128))  # r x (in + out) per projection
     for run in (ours, seed):
-        assert run["model_flops_per_token"] == 4 * run["params_forward_linear"] + 2 * run["params_trainable_linear"]
+        head = run["embedding_rows"] * 64
+        n_forward, n_trainable = 2 * (layer + lora) + head, 2 * lora + head
+        assert (run["params_forward_linear"], run["params_trainable_linear"]) == (n_forward, n_trainable)
+        assert run["model_flops_per_token"] == 4 * n_forward + 2 * n_trainable
     assert math.isfinite(saved["ratio_tokens_per_s"])
     md = open(os.path.join(out, "gpu_scale_tiny.md"), encoding="utf-8").read()
     assert "| ours | lora |" in md and "| seed | lora |" in md and "ours / seed tokens/s" in md

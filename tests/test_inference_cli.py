@@ -15,7 +15,9 @@ from _inference_helpers import (REPO_ROOT, bundled, load_script, one_thread, rea
                                 write_json_list, write_jsonl)
 from langadapt.cli import UsageError
 from langadapt.generation import HFGenerator
+from langadapt.normalize import normalize
 from langadapt.templates import save_template_name
+from tiny import RAW_PERSIAN
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 inference = load_script("inference/inference.py")
@@ -167,6 +169,48 @@ def test_interactive_answers_each_line_with_the_template(tiny_model_dir, monkeyp
     assert lines[1] == gen.generate([gen.prompt("سلام، حالت چطور است؟")], 6)[0]
 
 
+def _record_prompt_ids(monkeypatch) -> list[list[int]]:
+    """Every prompt the generator tokenizes for the model, as token ids (unpadded)."""
+    seen = []
+    real = HFGenerator.encode
+
+    def spy(self, prompts, **kwargs):
+        seen.extend(real(self, prompts)["input_ids"])
+        return real(self, prompts, **kwargs)
+
+    monkeypatch.setattr(HFGenerator, "encode", spy)
+    return seen
+
+
+@pytest.mark.parametrize("scoring", ["generate", "loglik"])
+def test_raw_persian_test_sets_reach_the_model_normalized(tiny_model_dir, tmp_path, monkeypatch, scoring):
+    """Test files of raw Persian (Arabic yeh/kaf, presentation forms, stray ZWNJs) give the model exactly the ids of
+    the normalized files, and the same predictions."""
+    clean = normalize(RAW_PERSIAN)
+    for name, text in (("raw", RAW_PERSIAN), ("clean", clean)):
+        write_jsonl(tmp_path / name / "fa" / "sentiment.jsonl",
+                    [{"instruction": text, "input": text, "output": "positive"},
+                     {"instruction": "احساس این جمله را بگو.", "input": text, "output": "negative"}])
+    seen = _record_prompt_ids(monkeypatch)
+    run(tiny_model_dir, str(tmp_path / "raw"), tmp_path / "pred_raw", "--scoring", scoring)
+    raw_ids, seen[:] = list(seen), []
+    run(tiny_model_dir, str(tmp_path / "clean"), tmp_path / "pred_clean", "--scoring", scoring)
+    assert raw_ids and raw_ids == seen
+    predictions = [[r["prediction"] for r in read_jsonl(tmp_path / d / "fa" / "sentiment.jsonl")]
+                   for d in ("pred_raw", "pred_clean")]
+    assert predictions[0] == predictions[1]
+
+
+def test_interactive_normalizes_raw_persian(tiny_model_dir, monkeypatch, capsys):
+    clean = normalize(RAW_PERSIAN)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"{RAW_PERSIAN}\n{clean}\n"))
+    seen = _record_prompt_ids(monkeypatch)
+    inference.main(["--base_model", tiny_model_dir, "--interactive", "--max_new_tokens", "6"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0] == lines[1]
+    assert len(seen) == 2 and seen[0] == seen[1]
+
+
 @pytest.mark.slow
 def test_interactive_as_a_script_with_piped_stdin(tiny_model_dir):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
@@ -174,7 +218,11 @@ def test_interactive_as_a_script_with_piped_stdin(tiny_model_dir):
                            "--interactive", "--max_new_tokens", "4"], input="Say hi.\nسلام\n", text=True,
                           capture_output=True, cwd=REPO_ROOT, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert len(proc.stdout.splitlines()) == 2
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gen = HFGenerator(AutoModelForCausalLM.from_pretrained(tiny_model_dir), AutoTokenizer.from_pretrained(
+        tiny_model_dir), "alpaca")
+    assert proc.stdout.splitlines() == [gen.generate([gen.prompt(line)], 4)[0] for line in ("Say hi.", "سلام")]
 
 
 @pytest.mark.parametrize("name, content, message", [

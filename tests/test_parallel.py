@@ -377,7 +377,8 @@ def test_allocate_is_exact_and_seeded():
 
 def test_sft_stage_reads_the_translation_instructions(tmp_path, fixture_inputs):
     """The instruction file is in the format the SFT stage reads (langadapt.sft_data), both .json and .jsonl."""
-    sft_data = pytest.importorskip("langadapt.sft_data")
+    from langadapt import sft_data  # an in-repo import: a break must fail, not skip
+
     for fmt in ("json", "jsonl"):
         out = str(tmp_path / f"out_{fmt}")
         prepare_parallel.main(["--input", *fixture_inputs, "--output_dir", out, "--sft_format", fmt])

@@ -105,7 +105,29 @@ def test_script_writes_perplexity_json(tiny_model_dir, persian_lines, english_li
         load_script().main(["--model_name_or_path", tiny_model_dir, "--eval_files", str(fa), "--output_dir", str(out)])
 
 
-def test_larger_tokenizer_grows_and_initialises_rows(tiny_model_dir, persian_lines, tmp_path):
+def test_script_scores_raw_persian_as_its_normalized_text(tiny_model_dir, persian_lines, tmp_path):
+    """Documents of raw Persian (Arabic yeh/kaf, presentation forms, stray ZWNJs) are normalized with the tokenizer
+    folder's normalizer before counting and tokenizing: same NLL, words and characters as the normalized file."""
+    from tiny import RAW_PERSIAN
+
+    from langadapt.normalize import normalize
+
+    raw_docs = [f"{RAW_PERSIAN} {line}" for line in persian_lines[:6]]
+    assert all(normalize(d) != d for d in raw_docs)
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "clean").mkdir()
+    (tmp_path / "raw" / "fa.txt").write_text("\n".join(raw_docs) + "\n", encoding="utf-8")
+    (tmp_path / "clean" / "fa.txt").write_text("\n".join(map(normalize, raw_docs)) + "\n", encoding="utf-8")
+    got = {}
+    for name in ("raw", "clean"):
+        got[name] = load_script().main(["--model_name_or_path", tiny_model_dir, "--eval_files",
+                                        str(tmp_path / name / "fa.txt"), "--output_dir", str(tmp_path / f"o_{name}")])
+    assert got["raw"]["files"]["fa"]["nll"] == pytest.approx(got["clean"]["files"]["fa"]["nll"], abs=1e-4)
+    for key in ("tokens", "words", "chars"):
+        assert got["raw"]["files"]["fa"][key] == got["clean"]["files"]["fa"][key], key
+
+
+def test_larger_tokenizer_is_accepted_and_its_init_recorded(tiny_model_dir, persian_lines, tmp_path):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)

@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from _pretrain_helpers import base_argv, extend_tokenizer, write_corpus
+from _resume_helpers import carries_mark, count_loss_lines, mark_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "pretrain", "run_clm_pt_with_peft.py")
@@ -147,7 +148,10 @@ def test_preemption_signal_to_one_rank_stops_every_rank_at_the_same_step(tiny_mo
     # One rank received the signal; both stopped at the same step (each logs it: a warning).
     assert text.count("SIGUSR1 received") == 1, text[-3000:]
     assert re.findall(r"preempted: saving checkpoint-(\d+)", text) == [str(step)] * 2
-    torchrun(argv)
+    mark_checkpoint(os.path.join(out, checkpoints[0]))
+    r = torchrun(argv)
     state = json.load(open(os.path.join(out, "trainer_state.json")))
     assert state["global_step"] == 400
+    # The rerun computed only the steps after the checkpoint (one loss line each, from rank 0), from its state.
+    assert count_loss_lines(r.stdout + r.stderr) == 400 - step and carries_mark(out)
     assert json.load(open(os.path.join(out, "run_args.json")))["resolved"]["resumed_from"].endswith(checkpoints[0])

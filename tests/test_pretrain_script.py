@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from _pretrain_helpers import base_argv, extend_tokenizer, write_corpus
+from _resume_helpers import carries_mark, logged_steps, mark_checkpoint, step_recording_callback
 from _scripts import load_script
 from langadapt.cli import UsageError
 from langadapt.errors import InputError
@@ -127,6 +128,13 @@ def test_json_config_is_the_whole_config(tiny_model_dir, ext_dir, corpus, tmp_pa
     path.write_text(json.dumps(config))
     pretrain.main([str(path)])
     assert read(os.path.join(out, "langadapt_model.json"))["training_mode"] == "embeddings"
+    # The same run from flags resolves every argument of every group to the same value.
+    flags_out = str(tmp_path / "flags")
+    pretrain.main(base_argv(tiny_model_dir, ext_dir, corpus, flags_out, "--training_mode", "embeddings"))
+    from_json = json.loads(open(os.path.join(out, "run_args.json"), encoding="utf-8").read().replace(out, flags_out))
+    from_flags = read(os.path.join(flags_out, "run_args.json"))
+    for group in ("model", "adaptation", "data", "samples", "training"):
+        assert from_json[group] == from_flags[group], group
 
 
 def _final_state(out):
@@ -136,8 +144,11 @@ def _final_state(out):
     return losses, weights
 
 
-def test_resume_matches_an_unbroken_run(tiny_model_dir, ext_dir, corpus, tmp_path):
-    """4 steps straight vs 2 steps, stop (only checkpoint-2 survives), resume, 2 more: same loss and weights."""
+def test_resume_matches_an_unbroken_run(tiny_model_dir, ext_dir, corpus, tmp_path, monkeypatch):
+    """4 steps straight vs 2 steps, stop (only checkpoint-2 survives), resume, 2 more: the rerun computes steps 3 and
+    4 only, from checkpoint-2's trainer state, and ends with the unbroken run's losses, learning rates and weights."""
+    from langadapt import training
+
     def argv(out):
         return base_argv(tiny_model_dir, ext_dir, corpus, out, "--training_mode", "lora", "--max_steps", "4",
                          "--save_strategy", "steps", "--save_steps", "2", "--lora_dropout", "0.1",
@@ -151,11 +162,20 @@ def test_resume_matches_an_unbroken_run(tiny_model_dir, ext_dir, corpus, tmp_pat
         if name not in ("checkpoint-2", "run_args.json"):
             p = os.path.join(broken, name)
             shutil.rmtree(p) if os.path.isdir(p) else os.remove(p)
-    pretrain.main(argv(broken))  # no flag needed: resumes from checkpoint-2
+    mark_checkpoint(os.path.join(broken, "checkpoint-2"))
+    steps_run = []
+    with monkeypatch.context() as m:
+        m.setattr(training, "PreemptionCallback", step_recording_callback(training.PreemptionCallback, steps_run))
+        pretrain.main(argv(broken))  # no flag needed: resumes from checkpoint-2
+    assert steps_run == [3, 4]  # a restart from step 0 would recompute 1 and 2
+    assert carries_mark(broken)  # the trainer state came from checkpoint-2
     assert read(os.path.join(broken, "run_args.json"))["resolved"]["resumed_from"].endswith("checkpoint-2")
     (loss_a, w_a), (loss_b, w_b) = _final_state(straight), _final_state(broken)
-    assert set(loss_a) == {1, 2, 3, 4} and {3, 4} <= set(loss_b)
-    assert abs(loss_a[4] - loss_b[4]) < 1e-6 and abs(loss_a[3] - loss_b[3]) < 1e-6
+    assert set(loss_a) == set(loss_b) == {1, 2, 3, 4}
+    # Steps 3-4 continue the data order, the optimizer moments and the (linear) learning-rate schedule.
+    for step in (3, 4):
+        assert abs(loss_a[step] - loss_b[step]) < 1e-6, step
+        assert logged_steps(broken)[step]["learning_rate"] == logged_steps(straight)[step]["learning_rate"] > 0
     assert w_a.keys() == w_b.keys()
     for k in w_a:
         torch.testing.assert_close(w_a[k], w_b[k], rtol=0, atol=1e-6)
@@ -189,7 +209,12 @@ def test_preemption_signal_saves_at_the_next_step_and_exits_75(tiny_model_dir, e
     assert sorted(n for n in os.listdir(broken) if n.startswith("checkpoint-")) == ["checkpoint-3"]
     assert not os.path.exists(os.path.join(broken, "adapter_model.safetensors"))  # final outputs: the resumed run's
     assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL  # handlers restored after train()
-    pretrain.main(argv(broken))
+    mark_checkpoint(os.path.join(broken, "checkpoint-3"))
+    steps_run = []
+    with monkeypatch.context() as m:
+        m.setattr(training, "PreemptionCallback", step_recording_callback(training.PreemptionCallback, steps_run))
+        pretrain.main(argv(broken))
+    assert steps_run == [4, 5] and carries_mark(broken)  # resumed from checkpoint-3, not restarted from step 0
     assert read(os.path.join(broken, "run_args.json"))["resolved"]["resumed_from"].endswith("checkpoint-3")
     (loss_a, w_a), (loss_b, w_b) = _final_state(straight), _final_state(broken)
     assert abs(loss_a[5] - loss_b[5]) < 1e-6

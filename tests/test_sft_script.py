@@ -12,6 +12,7 @@ from _sft_helpers import (  # noqa: F401 (one_torch_thread is an autouse fixture
     adapter_tensors, instruction_records, load_script, make_extended_tokenizer, one_torch_thread, pretrain_argv,
     sft_argv, write_dataset,
 )
+from _resume_helpers import carries_mark, logged_steps, mark_checkpoint, step_recording_callback
 from langadapt.cli import UsageError
 
 sft = load_script("sft/run_clm_sft_with_peft.py")
@@ -96,7 +97,9 @@ def test_continuation_starts_from_the_pretraining_weights(tmp_path, tiny_model_d
         torch.testing.assert_close(after[k], before[k], rtol=0, atol=0, msg=k)
 
 
-def test_resume_matches_an_unbroken_run(tmp_path, tiny_model_dir, ext_tok_dir, sft_data):
+def test_resume_matches_an_unbroken_run(tmp_path, tiny_model_dir, ext_tok_dir, sft_data, monkeypatch):
+    """2 steps, then the same folder with --max_steps 4: the rerun computes steps 3 and 4 only, from checkpoint-2's
+    trainer state, and ends with the losses and weights of an unbroken 4-step run."""
     common = ("--training_mode", "lora", "--lr_scheduler_type", "constant", "--save_strategy", "steps",
               "--save_steps", "2", "--per_device_train_batch_size", "2")
     unbroken = str(tmp_path / "unbroken")
@@ -104,23 +107,55 @@ def test_resume_matches_an_unbroken_run(tmp_path, tiny_model_dir, ext_tok_dir, s
     broken = str(tmp_path / "broken")
     sft.main(sft_argv(tiny_model_dir, ext_tok_dir, sft_data[0], broken, *common, "--max_steps", "2"))
     assert os.path.isdir(os.path.join(broken, "checkpoint-2"))
+    mark_checkpoint(os.path.join(broken, "checkpoint-2"))
+    steps_run = []
+    monkeypatch.setattr(sft, "PreemptionCallback", step_recording_callback(sft.PreemptionCallback, steps_run))
     sft.main(sft_argv(tiny_model_dir, ext_tok_dir, sft_data[0], broken, *common, "--max_steps", "4"))
+    assert steps_run == [3, 4]  # a restart from step 0 would recompute 1 and 2
+    assert carries_mark(broken)  # the trainer state came from checkpoint-2
     run_args = json.load(open(os.path.join(broken, "run_args.json")))
     assert run_args["resolved"]["resumed_from"].endswith("checkpoint-2")
 
-    def losses(d):
-        state = json.load(open(os.path.join(d, "trainer_state.json")))
-        return {h["step"]: h["loss"] for h in state["log_history"] if "loss" in h}
-
-    assert sorted(losses(broken)) == [1, 2, 3, 4]
-    for step in (3, 4):
-        assert losses(broken)[step] == pytest.approx(losses(unbroken)[step], rel=1e-4)
+    resumed, straight = logged_steps(broken), logged_steps(unbroken)
+    assert sorted(resumed) == [1, 2, 3, 4]
+    for step in (3, 4):  # the data order and the optimizer moments continue
+        assert resumed[step]["loss"] == pytest.approx(straight[step]["loss"], rel=1e-4)
     a, b = adapter_tensors(unbroken), adapter_tensors(broken)
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-6)
 
 
-def test_packing_and_length_grouping_train(tmp_path, tiny_model_dir, ext_tok_dir, sft_data):
+def test_packing_gives_the_same_loss_as_padding(tmp_path, tiny_model_dir, ext_tok_dir, sft_data):
+    """The script with --packing (one row per batch, position ids restarting per example) and without (padded rows):
+    with learning rate 0 the logged training loss of each step and the evaluation loss are equal, which holds only
+    if packed examples never attend to each other (the script must train without the KV cache, see sft_data)."""
+    common = ("--training_mode", "lora", "--learning_rate", "0", "--max_steps", "2", "--validation_file",
+              sft_data[1], "--per_device_eval_batch_size", "4", "--eval_strategy", "steps", "--eval_steps", "2",
+              "--template", "chat")
+    padded, packed = str(tmp_path / "padded"), str(tmp_path / "packed")
+    m_padded = sft.main(sft_argv(tiny_model_dir, ext_tok_dir, sft_data[0], padded, *common))
+    m_packed = sft.main(sft_argv(tiny_model_dir, ext_tok_dir, sft_data[0], packed, *common, "--packing"))
+
+    def logged(d):
+        state = json.load(open(os.path.join(d, "trainer_state.json")))
+        return ({h["step"]: h["loss"] for h in state["log_history"] if "loss" in h},
+                {h["step"]: h["eval_loss"] for h in state["log_history"] if "eval_loss" in h})
+
+    (train_padded, eval_padded), (train_packed, eval_packed) = logged(padded), logged(packed)
+    assert sorted(train_packed) == sorted(train_padded) == [1, 2] and sorted(eval_packed) == [2]
+    for step in (1, 2):
+        assert train_packed[step] == pytest.approx(train_padded[step], abs=1e-5), step
+    assert eval_packed[2] == pytest.approx(eval_padded[2], abs=1e-5)
+    # The final evaluation, after training, too.
+    assert m_packed["eval_loss"] == pytest.approx(m_padded["eval_loss"], abs=1e-5)
+    # A KV cache would merge the packed examples: refused before anything is loaded.
+    with pytest.raises(UsageError, match="--use_cache: packed examples would attend"):
+        sft.main(sft_argv(tiny_model_dir, ext_tok_dir, sft_data[0], str(tmp_path / "cache"), *common, "--packing",
+                          "--use_cache", "True"))
+    assert not os.path.exists(tmp_path / "cache")
+
+
+def test_packing_and_length_grouping_write_the_template(tmp_path, tiny_model_dir, ext_tok_dir, sft_data):
     out = str(tmp_path / "packed")
     metrics = sft.main(sft_argv(tiny_model_dir, ext_tok_dir, sft_data[0], out, "--training_mode", "lora",
                                 "--packing", "--train_sampling_strategy", "group_by_length", "--template", "chat"))

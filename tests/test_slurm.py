@@ -22,6 +22,7 @@ import time
 
 import pytest
 
+from _resume_helpers import carries_mark, count_loss_lines, mark_checkpoint
 from _slurm_helpers import REPO_ROOT, TEST_SBATCH_ARGS, slurm  # noqa: F401  (slurm is a fixture)
 
 pytestmark = pytest.mark.slow
@@ -221,6 +222,7 @@ def test_usr1_preemption_saves_at_the_signal_step_requeues_and_resumes_to_the_sa
     assert "forwarding it to the training processes" in log
     # Slurm holds a requeued batch job for about 120 s (BeginTime); release it now instead of waiting, but not in the
     # second of the requeue: slurmd refuses a job credential made in the same second the old one was revoked.
+    mark_checkpoint(str(out / checkpoints[0]))  # carried into the final state only if the requeued run loads it
     time.sleep(2)
     slurm.run(["scontrol", "update", f"JobId={job}", "StartTime=now"])
 
@@ -230,6 +232,10 @@ def test_usr1_preemption_saves_at_the_signal_step_requeues_and_resumes_to_the_sa
     log = open(slurm.show(job)["StdOut"], encoding="utf-8", errors="replace").read()  # a kill can cut a character
     assert "SLURM_RESTART_COUNT=0" in log and "SLURM_RESTART_COUNT=1" in log, "both runs logged, in one file"
     assert "requeueing job" in log
+    # The requeued run computed only the steps after the checkpoint (the Trainer prints a loss line per step), from
+    # the checkpoint's trainer state: a restart from step 0 would log 40 more and lose the mark.
+    assert count_loss_lines(log.split("SLURM_RESTART_COUNT=1", 1)[1]) == 40 - saved_step
+    assert carries_mark(str(out))
     run_args = json.load(open(out / "run_args.json", encoding="utf-8"))
     assert run_args["run"]["slurm_restart_count"] == "1"
     assert str(run_args["resolved"]["resumed_from"]).endswith(f"checkpoint-{saved_step}"), run_args["resolved"]

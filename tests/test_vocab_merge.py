@@ -445,3 +445,49 @@ def test_merged_tokenizer_json_normalizes_raw_persian(merged, texts, bases, kind
         assert normalize(raw) == normalize(line)
     for line in texts["en_held"][:300]:
         assert tok(line)["input_ids"] == base(line)["input_ids"]
+
+
+def test_sp_cross_merge_completes_a_base_piece_only_a_new_half_reaches(tmp_path, sp_base_dir):
+    """A base whose Persian piece ``▁کتاب`` is blocked in its own segmentation: ``اب`` outranks ``تا``, so the base
+    stops at [▁ک, ت, اب] (▁کتاب comes only from ▁کتا + ب, which that order never reaches). The add-on's ``▁کت`` then
+    joins ▁ک + ت, and sentencepiece completes ▁کت + اب = ▁کتاب at the base piece's own score. The HF merges must
+    hold that cross merge (new half + base half -> base piece) to agree with sentencepiece."""
+    from langadapt.vocab_merge import merge_sentencepiece
+
+    base = _proto(os.path.join(sp_base_dir, "tokenizer.model"))
+    have = {p.piece for p in base.pieces}
+    top = max(p.score for p in base.pieces)
+    # Merged pieces above every base score, in this priority: اب, ▁ک, تا, ▁کتا, ▁کتاب; their letters as
+    # characters (below every merge, as sentencepiece stores them).
+    added = [("اب", top + 5), ("▁ک", top + 4), ("تا", top + 3), ("▁کتا", top + 2), ("▁کتاب", top + 1)]
+    low = min(p.score for p in base.pieces)
+    added += [(ch, low - 1 - i) for i, ch in enumerate("کتاب")]
+    assert not {piece for piece, _ in added} & have and "تاب" not in have and "▁کت" not in have
+    for piece, score in added:
+        base.pieces.append(sp_pb2.ModelProto.SentencePiece(piece=piece, score=score, type=1))
+    base.trainer_spec.vocab_size = len(base.pieces)
+    base_dir = tmp_path / "base"
+    base_dir.mkdir()
+    (base_dir / "tokenizer.model").write_bytes(base.SerializeToString())
+    (base_dir / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LlamaTokenizer",
+                                                                 "legacy": False}))
+    word = "کتاب"
+    sp_base = spm.SentencePieceProcessor(model_file=str(base_dir / "tokenizer.model"))
+    assert sp_base.encode(word, out_type=str) == ["▁ک", "ت", "اب"]  # blocked in the base
+
+    extra = sp_pb2.ModelProto()  # the base plus ▁کت: every other piece is dropped as already in the base
+    extra.CopyFrom(base)
+    extra.pieces.append(sp_pb2.ModelProto.SentencePiece(piece="▁کت", score=low - 10, type=1))
+    extra.trainer_spec.vocab_size = len(extra.pieces)
+    (tmp_path / "extra.model").write_bytes(extra.SerializeToString())
+
+    out = tmp_path / "merged"
+    out.mkdir()
+    result = merge_sentencepiece(str(base_dir), str(tmp_path / "extra.model"), str(out), ("Arabic",))
+    assert result.new_pieces == ["▁کت"]
+    sp = spm.SentencePieceProcessor(model_file=str(out / "tokenizer.model"))
+    assert sp.encode(word, out_type=str) == ["▁کتاب"]  # the new half completes the base piece
+    tok = AutoTokenizer.from_pretrained(str(out))
+    for text in (word, f"{word} خوب", f"این {word} است", "کت", "کتا", "تاب"):
+        assert _ids(tok, text) == sp.encode(text), text
+    assert result.details["cross_merges"] >= 1

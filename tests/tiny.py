@@ -5,6 +5,7 @@
 * :func:`train_bpe_tokenizer`: an English-centric byte-level BPE base (GPT-2 pre-tokenizer, SmolLM2/Llama-3 style).
 * :func:`train_sp_tokenizer`: an English-centric SentencePiece BPE base with Llama-2's trainer settings.
 * :func:`make_tiny_llama`: a randomly initialised 2-layer Llama sized to a tokenizer.
+* :data:`RAW_PERSIAN`: Persian as users paste it, which every stage must normalize before tokenizing.
 """
 
 from __future__ import annotations
@@ -14,6 +15,11 @@ import json
 import os
 
 from corpora import english_corpus, persian_corpus  # noqa: F401 - part of this module's interface
+
+# Persian as it arrives from keyboards and PDFs: Arabic kaf and yeh, presentation forms (lam-alef ligature, isolated
+# kaf), stray ZWNJs at word edges and a doubled one inside a word. Normalizing changes every one of them.
+RAW_PERSIAN = ("\u200c\u0643\u062a\u0627\u0628 \u062e\u0648\u0628\u064a \u0627\u0633\u062a\u200c \u0648 "
+               "\ufeb3\ufefc\ufee1 \u0645\u06cc\u200c\u200c\u062e\u0648\u0627\u0647\u0645\u200c \ufb8f")
 
 # Llama-2's SentencePiece trainer settings (read from its tokenizer.model's trainer_spec).
 LLAMA2_SP_SETTINGS = dict(
