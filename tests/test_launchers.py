@@ -270,15 +270,12 @@ def test_every_flag_accepted_by_the_script_parser(name, inputs, tmp_path, monkey
 def test_pretrain_deepspeed_and_precision_flags(inputs, tmp_path):
     """DEEPSPEED_CONFIG becomes --deepspeed (a TrainingArguments field; not parsed here: DeepSpeed would start a
     process group in the test process), and PRECISION defaults to fp32 on a GPU-less box."""
-    from transformers import TrainingArguments
-
     config = os.path.join(REPO_ROOT, "configs", "deepspeed", "zero2.json")
     variables = {**_variables("pretrain", inputs), "PRECISION": "", "DEEPSPEED_CONFIG": config}
     proc, commands = _run_launcher("pretrain", variables, tmp_path)
     assert proc.returncode == 0, proc.stderr
     _, argv = _script_argv(commands[0])
     assert argv[argv.index("--deepspeed") + 1] == config
-    assert "deepspeed" in TrainingArguments.__dataclass_fields__
     assert "--bf16" not in argv and "--fp16" not in argv, "no GPU here: PRECISION must default to fp32"
     variables["PRECISION"] = "bf16"
     _, commands = _run_launcher("pretrain", variables, tmp_path)  # appends to the same record
