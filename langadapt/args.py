@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 logger = logging.getLogger(__name__)
 
 TRAINING_MODES = ("full", "lora", "embeddings", "new_rows")
-EMBEDDING_INITS = ("subtoken_mean", "mean", "hf_default", "random")
+EMBEDDING_INITS = ("subtoken_mean", "subtoken_weighted", "mean", "hf_default", "random")
 TORCH_DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
@@ -102,8 +102,8 @@ class AdaptationArguments:
         default="subtoken_mean",
         metadata={
             "help": "Initial value of new embedding rows. subtoken_mean: mean of the base rows of the pieces the base "
-            "tokenizer splits the new token into (input embeddings and an untied head separately); mean: mean of all "
-            "base rows; hf_default: whatever transformers' resize_token_embeddings does; random: normal(0, "
+            "tokenizer splits the new token into (input embeddings and an untied head separately); subtoken_weighted: "
+            "the same pieces weighted 1, 1/2, 1/4, ... from the first; mean: mean of all base rows; hf_default: whatever transformers' resize_token_embeddings does; random: normal(0, "
             "initializer_range).",
             "choices": list(EMBEDDING_INITS),
         },
@@ -118,7 +118,7 @@ class AdaptationArguments:
     base_tokenizer_name_or_path: str | None = field(
         default=None,
         metadata={
-            "help": "Base tokenizer for --embedding_init subtoken_mean. Default: 'base_tokenizer' from the tokenizer "
+            "help": "Base tokenizer for the --embedding_init subtoken_* choices. Default: 'base_tokenizer' from the tokenizer "
             "folder's langadapt_tokenizer.json, else --model_name_or_path."
         },
     )
@@ -145,6 +145,14 @@ class AdaptationArguments:
             "help": "Continue from this PEFT adapter folder. The same adapter type as --training_mode is trained "
             "further; another type (or --training_mode full/embeddings) merges it into the base first and records "
             "it in langadapt_model.json's parent_adapters."
+        },
+    )
+    embedding_learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "Learning rate of the input embeddings and output head (their trained copies under LoRA; only the "
+            "new rows with --training_mode new_rows), in their own optimizer group; the rest keeps --learning_rate. "
+            "Same schedule. Default: --learning_rate for everything (langadapt/optim.py says why one would differ)."
         },
     )
 
@@ -184,6 +192,8 @@ class AdaptationArguments:
             raise ValueError(f"--lora_alpha must be > 0, got {self.lora_alpha}")
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ValueError(f"--lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if self.embedding_learning_rate is not None and not self.embedding_learning_rate > 0:
+            raise ValueError(f"--embedding_learning_rate must be > 0, got {self.embedding_learning_rate}")
         if self.training_mode != "lora" and (self.trainable or self.modules_to_save):
             raise ValueError(
                 "--trainable/--modules_to_save only apply to --training_mode lora (or --use_lora), "

@@ -28,7 +28,7 @@ import torch
 
 from langadapt.args import AdaptationArguments, ModelArguments
 from langadapt.cli import UsageError
-from langadapt.embeddings import ResizeReport, padded_size, resize_and_init
+from langadapt.embeddings import SUBTOKEN_DECAY, ResizeReport, padded_size, resize_and_init
 from langadapt.io import read_json, write_json
 from langadapt.normalize import CONFIG_FILE as NORMALIZER_FILE
 from langadapt.normalize import NormalizerConfig
@@ -331,7 +331,7 @@ def prepare_model(model_args: ModelArguments, adapt_args: AdaptationArguments,
         pad_to_multiple_of=adapt_args.pad_vocab_to_multiple_of,
     )
     base_tok = None
-    if adapt_args.embedding_init == "subtoken_mean" and len(tokenizer) > first_new:
+    if adapt_args.embedding_init in SUBTOKEN_DECAY and len(tokenizer) > first_new:
         base_tok = load_tokenizer(
             ModelArguments(model_name_or_path=model_args.model_name_or_path,
                            tokenizer_name_or_path=resolve_base_tokenizer(model_args, adapt_args, tok_info),

@@ -42,9 +42,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         argv, description=__doc__,
     )
     setup_logging()
-    from transformers import Trainer, set_seed
+    from transformers import set_seed
 
     from langadapt import data, modeling, training
+    from langadapt.optim import EmbeddingLRTrainer
 
     if data_args.streaming and training_args.max_steps <= 0:
         raise UsageError("--streaming needs --max_steps: a stream has no length to count epochs by")
@@ -87,8 +88,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         max_new_tokens=sample_args.sample_max_new_tokens,
     )
     preemption = training.PreemptionCallback()  # SIGUSR1/SIGTERM: checkpoint at the next step, exit 75, requeue
-    trainer = Trainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
-                      data_collator=data.collate_blocks, processing_class=tokenizer, callbacks=[callback, preemption])
+    trainer = EmbeddingLRTrainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
+                                 data_collator=data.collate_blocks, processing_class=tokenizer,
+                                 callbacks=[callback, preemption],
+                                 embedding_learning_rate=adapt_args.embedding_learning_rate)
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
     training.exit_if_preempted(preemption, training_args.output_dir)
 

@@ -22,12 +22,13 @@ from __future__ import annotations
 import logging
 import os
 
-from transformers import Trainer, set_seed
+from transformers import set_seed
 
 from langadapt.args import AdaptationArguments, LangAdaptTrainingArguments, ModelArguments, SampleArguments
 from langadapt.cli import parse_args, run_main, setup_logging
 from langadapt.modeling import default_tokenizer_to_adapter, prepare_model, save_model
 from langadapt.normalize import NormalizerConfig
+from langadapt.optim import EmbeddingLRTrainer
 from langadapt.sft_data import (
     SFTDataArguments, make_collator, read_sft_records, resolve_max_seq_length, sample_prompts, tokenize_records,
 )
@@ -103,10 +104,10 @@ def main(argv=None):
         callbacks.append(SampleGenerationCallback(
             tokenizer, prompts, os.path.join(training_args.output_dir, SAMPLES_FILE), sample_args.sample_max_new_tokens,
             add_special_tokens=prompt_adds_special_tokens(data_args.template)))
-    trainer = Trainer(
+    trainer = EmbeddingLRTrainer(
         model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
         data_collator=make_collator(tokenizer, data_args.packing, model_args.attn_implementation),
-        processing_class=tokenizer, callbacks=callbacks,
+        processing_class=tokenizer, callbacks=callbacks, embedding_learning_rate=adapt_args.embedding_learning_rate,
     )
 
     # 7. train (resuming when a checkpoint was found) and save

@@ -324,3 +324,23 @@ def test_weighted_mix_is_logged_and_recorded(streaming, tiny_model_dir, ext_dir,
     if not streaming:
         assert abs(sources[0]["drawn_share"] - 0.8) < 0.1 and sources[0]["cache_hit"] is False
     assert read(os.path.join(out, "all_results.json"))["train_loss"] > 0
+
+
+def test_embedding_learning_rate_keeps_the_rows_while_lora_trains(tiny_model_dir, ext_dir, corpus, tmp_path):
+    """--embedding_learning_rate reaches the optimizer: at a near-zero rate the saved embedding/head rows equal their
+    initial values while the LoRA matrices (at --learning_rate) moved."""
+    from langadapt.args import AdaptationArguments, ModelArguments
+    from langadapt.modeling import prepare_model
+
+    out = str(tmp_path / "out")
+    pretrain.main(base_argv(tiny_model_dir, ext_dir, corpus, out, "--training_mode", "lora",
+                            "--embedding_learning_rate", "1e-12"))
+    assert read(os.path.join(out, "run_args.json"))["adaptation"]["embedding_learning_rate"] == 1e-12
+    init = prepare_model(ModelArguments(model_name_or_path=tiny_model_dir, tokenizer_name_or_path=ext_dir),
+                         AdaptationArguments(training_mode="full")).model
+    saved = load_file(os.path.join(out, "adapter_model.safetensors"))
+    emb = [k for k in saved if "embed_tokens" in k]
+    assert emb, sorted(saved)[:5]
+    torch.testing.assert_close(saved[emb[0]], init.get_input_embeddings().weight.detach(), atol=1e-6, rtol=0)
+    lora_b = [v for k, v in saved.items() if "lora_B" in k]
+    assert lora_b and max(v.abs().max().item() for v in lora_b) > 1e-4
