@@ -284,10 +284,26 @@ class SampleArguments:
     sample_max_new_tokens: int = field(
         default=32, metadata={"help": "New tokens generated per sample prompt at each evaluation; 0 disables."}
     )
+    bpb_eval_files: str | None = field(
+        default=None,
+        metadata={"help": "Held-out text files (.txt/.jsonl, comma-separated) scored in bits per byte before the "
+                          "first step, every --bpb_eval_steps and at the end, into bpb_curve.jsonl (the adaptation "
+                          "study's curves; langadapt/bpb.py). Default: none."},
+    )
+    bpb_eval_steps: int = field(
+        default=0, metadata={"help": "Optimizer steps between bits-per-byte evaluations; 0: only at start and end."}
+    )
+    bpb_eval_max_words: int = field(
+        default=400, metadata={"help": "Words scored per --bpb_eval_files file (its first documents)."}
+    )
 
     def __post_init__(self) -> None:
         if self.sample_max_new_tokens < 0:
             raise ValueError(f"--sample_max_new_tokens must be >= 0, got {self.sample_max_new_tokens}")
+        if self.bpb_eval_steps < 0:
+            raise ValueError(f"--bpb_eval_steps must be >= 0, got {self.bpb_eval_steps}")
+        if self.bpb_eval_max_words < 1:
+            raise ValueError(f"--bpb_eval_max_words must be >= 1, got {self.bpb_eval_max_words}")
 
 
 def _training_arguments_base():

@@ -25,7 +25,7 @@ import os
 from transformers import set_seed
 
 from langadapt.args import AdaptationArguments, LangAdaptTrainingArguments, ModelArguments, SampleArguments
-from langadapt.cli import parse_args, run_main, setup_logging
+from langadapt.cli import UsageError, parse_args, run_main, setup_logging
 from langadapt.modeling import default_tokenizer_to_adapter, prepare_model, save_model
 from langadapt.normalize import NormalizerConfig
 from langadapt.optim import EmbeddingLRTrainer
@@ -87,6 +87,18 @@ def main(argv=None):
                 data_args.template, max_len, per_step * mean_len, per_step, mean_len,
                 ", packed" if data_args.packing else "")
 
+    curve = []
+    if sample_args.bpb_eval_files:  # held-out bits per byte at step 0, every K steps and at the end
+        from langadapt.bpb import make_curve_callback
+        from langadapt.errors import InputError
+
+        try:  # tokens_seen counts the mean example length (SFT steps are not fixed blocks)
+            curve = [make_curve_callback(sample_args.bpb_eval_files, sample_args.bpb_eval_max_words,
+                                         sample_args.bpb_eval_steps, tokenizer, training_args.output_dir,
+                                         round(per_step * mean_len), normalizer, max_len)]
+        except InputError as e:
+            raise UsageError(e.render()) from None
+
     # 5. provenance before training starts, so a crashed or preempted run still says what it was
     save_run_args(training_args.output_dir,
                   {"model": model_args, "adaptation": adapt_args, "data": data_args, "samples": sample_args,
@@ -97,7 +109,7 @@ def main(argv=None):
 
     # 6. trainer, with sample generations at every evaluation
     preemption = PreemptionCallback()  # SIGUSR1/SIGTERM: checkpoint at the next step, exit 75, the launcher requeues
-    callbacks = [preemption]
+    callbacks = [preemption, *curve]
     if eval_dataset is not None and sample_args.sample_max_new_tokens > 0:
         instructions = load_prompts(sample_args.sample_prompts_file) if sample_args.sample_prompts_file else None
         prompts = sample_prompts(instructions, data_args.template, tokenizer, normalizer)
