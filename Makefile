@@ -15,7 +15,7 @@ define run_pytest
 	$(PYTEST) $(1) || { rc=$$?; [ $$rc -eq 5 ] && echo "no tests selected by: $(1)" || exit $$rc; }
 endef
 
-.PHONY: setup demo test test-fast test-slow bench clean
+.PHONY: setup demo study test test-fast test-slow bench clean
 setup: $(STAMP)
 
 $(STAMP): requirements.txt requirements-data.txt pyproject.toml
@@ -30,6 +30,10 @@ $(STAMP): requirements.txt requirements-data.txt pyproject.toml
 
 demo: setup
 	$(BIN)/python demo/run_demo.py $(DEMO_ARGS)
+
+# The adaptation study (configs/studies/adaptation.yaml): its arms in turn, then outputs/study/study.md.
+study: setup
+	$(BIN)/python demo/run_study.py --local $(STUDY_ARGS)
 
 # The whole suite, fast tests first; this is what .ci/run calls.
 test: setup
