@@ -130,14 +130,16 @@ def main(argv=None) -> dict:
         if os.path.isfile(done):
             arms[arm] = read_json(done)
             continue
-        if args.collect:
-            logger.warning("arm %s is not finished; left out", arm)
-            continue
-        share_results(st, arm, overrides)
-        rss = run_arm(st, arm, overrides[arm], args.local)
-        if not args.local:
-            continue
         stages = overrides[arm]["STAGES"].split()
+        rss = None  # known only for an arm run here (a Slurm job's memory is in sacct's MaxRSS)
+        if not study.pipeline_finished(study.arm_dir(st, arm), stages):
+            if args.collect:
+                logger.warning("arm %s is not finished; left out", arm)
+                continue
+            share_results(st, arm, overrides)
+            rss = run_arm(st, arm, overrides[arm], args.local)
+            if not args.local:
+                continue
         model, tokenizer = load_final(base_model, os.path.join(study.arm_dir(st, arm), stages[-1]))
         speed = study.generation_speed(model, tokenizer, prompts, st.speed_new_tokens)
         del model

@@ -275,7 +275,14 @@ def _scores(run_dir: str, stage: str) -> dict:
     return {k: v for k, v in data.items() if isinstance(v, (int, float, dict))} if isinstance(data, dict) else {}
 
 
-def collect_arm(run_dir: str, stages: list[str], speed: dict[str, float] | None, peak_rss_mb: float,
+def pipeline_finished(run_dir: str, stages: list[str]) -> bool:
+    """Whether an arm's chain is complete: its last stage trained and was evaluated."""
+    last = stages[-1]
+    return (os.path.isfile(os.path.join(run_dir, last, "all_results.json"))
+            and os.path.isfile(os.path.join(run_dir, "perplexity", last, "perplexity.json")))
+
+
+def collect_arm(run_dir: str, stages: list[str], speed: dict[str, float] | None, peak_rss_mb: float | None,
                 fa_key: str = "fa", en_key: str = "en") -> dict[str, Any]:
     """One arm's entry of ``study.json`` from its finished run folder."""
     curve, offset = [], 0.0
@@ -301,7 +308,8 @@ def collect_arm(run_dir: str, stages: list[str], speed: dict[str, float] | None,
         "en_bpb_final": en.get("bpb"), "en_bpb_base": base.get(en_key, {}).get("bpb"),
         "fa_words_per_s": (speed or {}).get("words_per_s"), "fa_tokens_per_s": (speed or {}).get("tokens_per_s"),
         "fa_tokens_per_word": fa.get("tokens_per_word"), "train_tokens": train_tokens, "train_chars": round(offset),
-        "flops": flos, "wall_s": round(wall, 1), "peak_rss_mb": round(peak_rss_mb, 1),
+        "flops": flos, "wall_s": round(wall, 1),
+        "peak_rss_mb": round(peak_rss_mb, 1) if peak_rss_mb is not None else None,
         "scores": _scores(run_dir, stages[-1]),
     }
 
