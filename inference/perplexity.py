@@ -44,7 +44,7 @@ class PerplexityArguments:
         default=None, metadata={"help": "Tokenizer folder. Default: the last adapter's, else the base model's."}
     )
     embedding_init: str = field(
-        default="subtoken_mean",
+        default="subtoken_weighted",
         metadata={"help": "Init of new embedding rows when the tokenizer outgrows the model (see the training "
                           "stages' --embedding_init).", "choices": list(EMBEDDING_INITS)},
     )

@@ -99,11 +99,12 @@ class AdaptationArguments:
         default=False, metadata={"help": "Seed flag: same as --training_mode embeddings (train only embeddings/head)."}
     )
     embedding_init: str = field(
-        default="subtoken_mean",
+        default="subtoken_weighted",
         metadata={
-            "help": "Initial value of new embedding rows. subtoken_mean: mean of the base rows of the pieces the base "
-            "tokenizer splits the new token into (input embeddings and an untied head separately); subtoken_weighted: "
-            "the same pieces weighted 1, 1/2, 1/4, ... from the first; mean: mean of all base rows; hf_default: whatever transformers' resize_token_embeddings does; random: normal(0, "
+            "help": "Initial value of new embedding rows. subtoken_weighted (default): weighted mean of the base rows "
+            "of the pieces the base tokenizer splits the new token into, weights 1, 1/2, 1/4, ... from the first "
+            "(input embeddings and an untied head separately); subtoken_mean: their plain mean (the seed paper's); "
+            "mean: mean of all base rows; hf_default: whatever transformers' resize_token_embeddings does; random: normal(0, "
             "initializer_range).",
             "choices": list(EMBEDDING_INITS),
         },
