@@ -51,7 +51,7 @@ def test_subtoken_mean_rows_are_means_of_base_pieces(kind, request):
     tok_dir = request.getfixturevalue(f"ext_{kind}_dir")
     base_dir = request.getfixturevalue(f"{kind}_base_dir")
     base_emb, base_head = base_tables(model_dir)
-    p = prepare(model_dir, tok_dir)
+    p = prepare(model_dir, tok_dir, embedding_init="subtoken_mean")
     base_tok, tok = AutoTokenizer.from_pretrained(base_dir), p.tokenizer
     n_base = len(base_tok)
     emb, head = p.model.get_input_embeddings().weight, p.model.get_output_embeddings().weight
@@ -102,7 +102,7 @@ def test_subtoken_weighted_rows_weigh_pieces_1_half_quarter_from_the_first(tiny_
 
 def test_tied_embeddings_stay_tied_and_are_initialised_once(tiny_tied_model_dir, ext_bpe_dir, bpe_base_dir):
     base_emb, _ = base_tables(tiny_tied_model_dir)
-    p = prepare(tiny_tied_model_dir, ext_bpe_dir)
+    p = prepare(tiny_tied_model_dir, ext_bpe_dir, embedding_init="subtoken_mean")
     emb, head = p.model.get_input_embeddings().weight, p.model.get_output_embeddings().weight
     assert head is emb and p.resize.tied
     base_tok = AutoTokenizer.from_pretrained(bpe_base_dir)
@@ -116,7 +116,7 @@ def test_added_tokens_use_the_whole_base_pipeline(tiny_model_dir, bpe_base_dir, 
     tok.add_tokens([" حافظ"])
     tok.save_pretrained(tmp_path)
     base_emb, _ = base_tables(tiny_model_dir)
-    p = prepare(tiny_model_dir, str(tmp_path))
+    p = prepare(tiny_model_dir, str(tmp_path), embedding_init="subtoken_mean")
     base_tok = AutoTokenizer.from_pretrained(bpe_base_dir)
     ids = base_tok(" حافظ", add_special_tokens=False)["input_ids"]
     torch.testing.assert_close(p.model.get_input_embeddings().weight[len(base_tok)], base_emb[ids].mean(0))
