@@ -320,7 +320,7 @@ class SampleArguments:
         default=None,
         metadata={"help": "Held-out text files (.txt/.jsonl, comma-separated) scored in bits per byte before the "
                           "first step, every --bpb_eval_steps and at the end, into bpb_curve.jsonl (the adaptation "
-                          "study's curves; langadapt/bpb.py). Default: none."},
+                          "study's curves; langadapt/bpb_curve.py). Default: none."},
     )
     bpb_eval_steps: int = field(
         default=0, metadata={"help": "Optimizer steps between bits-per-byte evaluations; 0: only at start and end."}
