@@ -15,7 +15,7 @@ define run_pytest
 	$(PYTEST) $(1) || { rc=$$?; [ $$rc -eq 5 ] && echo "no tests selected by: $(1)" || exit $$rc; }
 endef
 
-.PHONY: setup demo test test-fast test-slow mutation bench clean
+.PHONY: setup demo study test test-fast test-slow mutation bench clean
 setup: $(STAMP)
 
 $(STAMP): requirements.txt requirements-data.txt pyproject.toml
@@ -32,6 +32,10 @@ $(STAMP): requirements.txt requirements-data.txt pyproject.toml
 
 demo: setup
 	$(BIN)/python demo/run_demo.py $(DEMO_ARGS)
+
+# The adaptation study (configs/studies/adaptation.yaml): its arms in turn, then outputs/study/study.md.
+study: setup
+	$(BIN)/python demo/run_study.py --local $(STUDY_ARGS)
 
 # The whole suite, fast tests first; this is what .ci/run calls. The Slurm and shellcheck tests are part of it: a
 # machine where they cannot be installed fails (LANGADAPT_REQUIRE_SLURM=1) instead of skipping them silently;

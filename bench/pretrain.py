@@ -10,7 +10,7 @@ dropout 0.05, in one run, each configuration in its own process (so peak RSS is 
     ``modules_to_save=embed_tokens,lm_head``, tokenized with ``datasets.map`` and packed with run_clm's
     ``group_texts`` (per 1000-document batch), ``default_data_collator``; HF Trainer.
 (b) ours: ``pretrain/run_clm_pt_with_peft.py main([...])`` with ``--training_mode lora`` (the same LoRA, embeddings
-    and head trained whole because the vocabulary grew, sub-token-mean init, table padded to 64).
+    and head trained whole because the vocabulary grew, the default sub-token init, table padded to 64).
 
 Also measured: our preprocessing throughput (MB of UTF-8 text per second: normalize, tokenize, pack, cache) next
 to the seed-style ``datasets.map`` preprocessing, the time of a re-run that hits the cache, and the peak RSS of

@@ -6,7 +6,10 @@ Sources (read as files, never imported, see ``demo/corpora.py``):
 * ``hafez`` (``data/hafez.json``): 495 ghazals of Hafez (one hemistich a line) with a modern-prose
   interpretation and an alternative one each, about 113k words.
 * ``hazm`` (``data/words.dat``, optional): a Persian word list with corpus frequencies.
-* English: sentences from Python's standard-library docstrings (:func:`corpora.english_corpus`).
+* English replay: sentences from Python's standard-library docstrings (:func:`corpora.english_corpus`).
+* English held-out: sentences from the installed requirements' package descriptions
+  (:func:`heldout_text.package_description_corpus`), a source no training text comes from, so English
+  retention is measured on English the model was not replayed.
 * ``data/demo/*.jsonl``: small Persian instruction sets for the five task families, written for this project.
 * English-Persian pairs (``bilingual``): Django's Persian locale (``django``, BSD-3) and the manifest of
   ``persian-llm-reference`` (MIT code, CC-BY-4.0 text), read and cleaned by :mod:`langadapt.parallel`.
@@ -20,7 +23,8 @@ Folder written by :func:`build_demo_data` (all text normalized with the default 
     pretrain/fa.jsonl            {"text"}: training ghazals (hemistichs joined by newlines) and interpretations
     pretrain/en.jsonl            {"text"}: English replay text (only when english_replay_fraction > 0)
     heldout/fa.jsonl             {"text"}: held-out ghazals and interpretations
-    heldout/en.jsonl             {"text"}: held-out English sentences
+    heldout/en.jsonl             {"text"}: held-out English sentences (package descriptions: independent of replay)
+    heldout/en_stdlib.jsonl      {"text"}: standard-library sentences kept out of the replay (same source as it)
     sft/hafez_interpretation.jsonl  {"instruction", "input", "output"}: training ghazal -> its interpretation
     sft/<task>.jsonl             copies of data/demo/*.jsonl (normalized)
     words/fa_words.txt           the most frequent hazm words, one a line (only when hazm_words > 0)
@@ -52,11 +56,12 @@ from langadapt.io import atomic_output_dir, iter_json_records, iter_jsonl, read_
 from langadapt.normalize import normalize
 from langadapt.scripts import ARABIC_BLOCK, ZWNJ
 from corpora import HAFEZ_INSTALL_HINT, english_corpus, hafez_poems, package_data_file
+from heldout_text import distribution_versions, package_description_corpus
 
 logger = logging.getLogger(__name__)
 
 # Bump when the folder layout or the text a setting produces changes, so cached folders are rebuilt.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 HAZM_INSTALL_HINT = "install it with `pip install --no-deps hazm==0.10.0` (or run `make setup`)"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -77,7 +82,8 @@ class DemoDataConfig:
         default=0.1, metadata={"help": "Share of ghazals (with their interpretations) held out for perplexity, 0-1."}
     )
     english_heldout_fraction: float = field(
-        default=0.2, metadata={"help": "Share of the English sentences held out for the English perplexity, 0-1."}
+        default=0.2, metadata={"help": "Share of the standard-library English sentences kept out of the replay pool "
+                                       "(heldout/en_stdlib.jsonl), 0-1. heldout/en.jsonl comes from another source."}
     )
     english_replay_fraction: float = field(
         default=0.0,
@@ -250,6 +256,7 @@ def fingerprint(cfg: DemoDataConfig) -> dict:
     if cfg.bilingual:
         for dist in PARALLEL_DISTRIBUTIONS:
             sources[dist] = _installed_version(dist)
+    sources["english_heldout"] = distribution_versions()
     settings = dataclasses.asdict(cfg)
     settings["bundled_dir"] = os.path.abspath(cfg.bundled_dir)
     settings["testset_dir"] = os.path.abspath(cfg.testset_dir)
@@ -281,7 +288,9 @@ def build_demo_data(cfg: DemoDataConfig, out: str) -> dict:
     if replay:
         write_jsonl(os.path.join(out, "pretrain", "en.jsonl"), [{"text": s} for s in replay])
     write_jsonl(os.path.join(out, "heldout", "fa.jsonl"), [{"text": d} for d in heldout_docs])
-    write_jsonl(os.path.join(out, "heldout", "en.jsonl"), [{"text": s} for s in en_heldout])
+    en_independent = package_description_corpus()
+    write_jsonl(os.path.join(out, "heldout", "en.jsonl"), [{"text": s} for s in en_independent])
+    write_jsonl(os.path.join(out, "heldout", "en_stdlib.jsonl"), [{"text": s} for s in en_heldout])
     write_jsonl(os.path.join(out, "sft", "hafez_interpretation.jsonl"), sft_pairs[: cfg.sft_hafez_examples])
     sets = bundled_sets(cfg.bundled_dir)
     for stem, records in sets.items():
@@ -291,7 +300,9 @@ def build_demo_data(cfg: DemoDataConfig, out: str) -> dict:
         "pretrain_en_sentences": len(replay), "pretrain_en_words": words,
         "heldout_fa_documents": len(heldout_docs),
         "heldout_fa_words": sum(len(d.split()) for d in heldout_docs),
-        "heldout_en_sentences": len(en_heldout), "heldout_en_words": sum(len(s.split()) for s in en_heldout),
+        "heldout_en_sentences": len(en_independent),
+        "heldout_en_words": sum(len(s.split()) for s in en_independent),
+        "heldout_en_stdlib_sentences": len(en_heldout),
         "sft_examples": {"hafez_interpretation": len(sft_pairs[: cfg.sft_hafez_examples]),
                          **{stem: len(r) for stem, r in sets.items()}},
     }

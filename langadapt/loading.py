@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from langadapt.embeddings import ResizeReport, is_tied, padded_size, resize_and_init
+from langadapt.embeddings import SUBTOKEN_DECAY, ResizeReport, is_tied, padded_size, resize_and_init
 from langadapt.errors import InputError
 from langadapt.hf_normalizer import warn_if_missing
 from langadapt.lineage import check_chain
@@ -201,7 +201,7 @@ def grow_to_tokenizer(
     """Grow ``model``'s table to ``tokenizer`` and initialise the new rows: what the training stages do before
     training, and what perplexity does to score a merged tokenizer on the base model before any training.
 
-    Checks the fit (:func:`check_vocab_fit`), loads the base tokenizer only when ``subtoken_mean`` has new tokens to
+    Checks the fit (:func:`check_vocab_fit`), loads the base tokenizer only when a ``subtoken_*`` init has new tokens to
     split (:func:`resolve_base_tokenizer`), and calls :func:`langadapt.embeddings.resize_and_init`.
     """
     tok_info = tokenizer_info(tokenizer_dir) if os.path.isdir(tokenizer_dir) else None
@@ -211,7 +211,7 @@ def grow_to_tokenizer(
         same_folder=os.path.abspath(tokenizer_dir) == os.path.abspath(model_dir), pad_to_multiple_of=pad_to_multiple_of,
     )
     base_tok = None
-    if init == "subtoken_mean" and len(tokenizer) > first_new:
+    if init in SUBTOKEN_DECAY and len(tokenizer) > first_new:
         base_tok = load_tokenizer(resolve_base_tokenizer(base_tokenizer_path, tok_info, model_dir),
                                   trust_remote_code=trust_remote_code, cache_dir=cache_dir,
                                   arg="base_tokenizer_name_or_path")

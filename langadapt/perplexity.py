@@ -7,7 +7,8 @@ log-likelihood of a text does not depend on how it was cut, so we divide it by a
     ppl_word = exp(total NLL / number of words)       # words: whitespace-separated, after normalization
     ppl_char = exp(total NLL / number of characters)  # characters of the normalized text
 
-(``ppl_token`` is reported as well, for reference within one tokenizer.)
+(``ppl_token`` is reported as well, for reference within one tokenizer.) ``bpb``, bits per UTF-8 byte of the same
+text, is the tokenizer-independent number the adaptation study compares (:mod:`langadapt.bpb`).
 
 Every document is scored on its own and every one of its tokens is predicted exactly once: the document is
 preceded by the tokenizer's own start token when it adds one (Llama-2's ``<s>``), otherwise by the EOS token, the
@@ -25,6 +26,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from langadapt.bpb import bits_per_byte, utf8_bytes
 from langadapt.normalize import NormalizerConfig, normalize
 
 logger = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ class PerplexityResult:
     words: int
     chars: int
     nll: float  # total negative log-likelihood in nats
+    bytes: int = 0  # UTF-8 bytes of the normalized documents (the unit of bits per byte)
 
     @property
     def ppl_token(self) -> float:
@@ -55,12 +58,16 @@ class PerplexityResult:
         return _safe_exp(self.nll / self.chars) if self.chars else float("nan")
 
     @property
+    def bpb(self) -> float:
+        return bits_per_byte(self.nll, self.bytes)
+
+    @property
     def tokens_per_word(self) -> float:
         return self.tokens / self.words if self.words else float("nan")
 
     def to_dict(self) -> dict:
         return {**asdict(self), "ppl_token": self.ppl_token, "ppl_word": self.ppl_word, "ppl_char": self.ppl_char,
-                "tokens_per_word": self.tokens_per_word}
+                "bpb": self.bpb, "tokens_per_word": self.tokens_per_word}
 
 
 def _safe_exp(x: float) -> float:
@@ -137,7 +144,7 @@ def corpus_perplexity(
     """
     if block_size < 1:
         raise ValueError(f"--block_size must be >= 1, got {block_size}")
-    items, words, chars, tokens, docs = [], 0, 0, 0, 0
+    items, words, chars, n_bytes, tokens, docs = [], 0, 0, 0, 0, 0
     for text in documents:
         text = normalize(text, normalizer) if normalizer is not None else text
         if not text.strip():
@@ -146,6 +153,7 @@ def corpus_perplexity(
         docs += 1
         words += count_words(text)
         chars += len(text)
+        n_bytes += utf8_bytes(text)
         tokens += len(ids) - 1
         items.extend(windows(ids, block_size))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -155,7 +163,7 @@ def corpus_perplexity(
         nll = score_windows(model, items, pad_id if pad_id is not None else 0, batch_tokens)
     finally:
         model.train(was_training)
-    result = PerplexityResult(documents=docs, tokens=tokens, words=words, chars=chars, nll=nll)
-    logger.info("%d documents, %d words, %d tokens: ppl/word %.2f, ppl/char %.3f, ppl/token %.2f",
-                docs, words, tokens, result.ppl_word, result.ppl_char, result.ppl_token)
+    result = PerplexityResult(documents=docs, tokens=tokens, words=words, chars=chars, nll=nll, bytes=n_bytes)
+    logger.info("%d documents, %d words, %d tokens: ppl/word %.2f, ppl/char %.3f, ppl/token %.2f, bits/byte %.4f",
+                docs, words, tokens, result.ppl_word, result.ppl_char, result.ppl_token, result.bpb)
     return result

@@ -44,9 +44,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         argv, description=__doc__,
     )
     setup_logging()
-    from transformers import Trainer, set_seed
+    from transformers import set_seed
 
     from langadapt import data, lifecycle, modeling, preflight, training
+    from langadapt.optim import EmbeddingLRTrainer
 
     if data_args.streaming and training_args.max_steps <= 0:
         raise UsageError("--streaming needs --max_steps: a stream has no length to count epochs by")
@@ -81,6 +82,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 training.tokens_per_step(training_args, block_size), training_args.per_device_train_batch_size,
                 training_args.gradient_accumulation_steps, training_args.world_size, block_size)
 
+    curve = []
+    if sample_args.bpb_eval_files:  # held-out bits per byte at step 0, every K steps and at the end (study curves)
+        from langadapt.bpb_curve import make_curve_callback
+
+        curve = [make_curve_callback(
+            sample_args.bpb_eval_files, sample_args.bpb_eval_max_words, sample_args.bpb_eval_steps, tokenizer,
+            training_args.output_dir, training.tokens_per_step(training_args, block_size), prepared.normalizer,
+            block_size)]
+
     # 5. Provenance before training starts, so a crashed or preempted run still says what it was.
     resolved = {**prepared.resolved(), "data": report.to_dict(), "block_size": block_size,
                 "resumed_from": checkpoint,
@@ -94,9 +104,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         max_new_tokens=sample_args.sample_max_new_tokens,
     )
     preemption = training.PreemptionCallback()  # SIGUSR1/SIGTERM: checkpoint at the next step, exit 75, requeue
-    trainer = Trainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
-                      data_collator=data.collate_blocks, processing_class=tokenizer,
-                      callbacks=[callback, preemption, lifecycle.output_modes_callback()])
+    callbacks = [callback, preemption, lifecycle.output_modes_callback(), *curve]
+    trainer = EmbeddingLRTrainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
+                                 data_collator=data.collate_blocks, processing_class=tokenizer, callbacks=callbacks,
+                                 embedding_learning_rate=adapt_args.embedding_learning_rate)
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
     training.exit_if_preempted(preemption, training_args.output_dir)
 

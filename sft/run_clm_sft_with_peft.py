@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import os
 
-from transformers import Trainer, set_seed
+from transformers import set_seed
 
 from langadapt import lifecycle, preflight
 from langadapt.args import (
@@ -36,6 +36,7 @@ from langadapt.model_card import write_model_card
 from langadapt.errors import InputError
 from langadapt.modeling import default_tokenizer_to_adapter, prepare_model, save_model
 from langadapt.normalize import NormalizerConfig
+from langadapt.optim import EmbeddingLRTrainer
 from langadapt.portable import set_trained_chat_template
 from langadapt.sft_data import (
     make_collator, read_sft_records, resolve_max_seq_length, sample_prompts, tokenize_records,
@@ -107,6 +108,15 @@ def main(argv=None):
                 data_args.template, max_len, per_step * mean_len, per_step, mean_len,
                 ", packed" if data_args.packing else "")
 
+    curve = []
+    if sample_args.bpb_eval_files:  # held-out bits per byte at step 0, every K steps and at the end
+        from langadapt.bpb_curve import make_curve_callback
+
+        # tokens_seen counts the mean example length (SFT steps are not fixed blocks)
+        curve = [make_curve_callback(sample_args.bpb_eval_files, sample_args.bpb_eval_max_words,
+                                     sample_args.bpb_eval_steps, tokenizer, training_args.output_dir,
+                                     round(per_step * mean_len), normalizer, max_len)]
+
     # 5. provenance before training starts, so a crashed or preempted run still says what it was
     save_run_args(training_args.output_dir, groups,
                   {**prepared.resolved(), "max_seq_length": max_len, "resumed_from": checkpoint,
@@ -115,17 +125,17 @@ def main(argv=None):
 
     # 6. trainer, with sample generations at every evaluation
     preemption = PreemptionCallback()  # SIGUSR1/SIGTERM: checkpoint at the next step, exit 75, the launcher requeues
-    callbacks = [preemption, lifecycle.output_modes_callback()]
+    callbacks = [preemption, lifecycle.output_modes_callback(), *curve]
     if eval_dataset is not None and sample_args.sample_max_new_tokens > 0:
         instructions = load_prompts(sample_args.sample_prompts_file) if sample_args.sample_prompts_file else None
         prompts = sample_prompts(instructions, data_args.template, tokenizer, normalizer)
         callbacks.append(SampleGenerationCallback(
             tokenizer, prompts, os.path.join(training_args.output_dir, SAMPLES_FILE), sample_args.sample_max_new_tokens,
             add_special_tokens=prompt_adds_special_tokens(data_args.template)))
-    trainer = Trainer(
+    trainer = EmbeddingLRTrainer(
         model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
         data_collator=make_collator(tokenizer, data_args.packing, model_args.attn_implementation),
-        processing_class=tokenizer, callbacks=callbacks,
+        processing_class=tokenizer, callbacks=callbacks, embedding_learning_rate=adapt_args.embedding_learning_rate,
     )
 
     # 7. train (resuming when a checkpoint was found) and save

@@ -56,6 +56,20 @@ def test_heldout_poems_never_appear_in_training_text(built):
     assert sum(line in train_lines for line in poem_lines) < 0.02 * len(poem_lines)
     en_train = set(_texts(os.path.join(out, "pretrain/en.jsonl")))
     assert not en_train & set(_texts(os.path.join(out, "heldout/en.jsonl")))
+    assert not en_train & set(_texts(os.path.join(out, "heldout/en_stdlib.jsonl")))
+
+
+def test_english_heldout_comes_from_a_source_the_replay_never_uses(built):
+    """heldout/en.jsonl is package-description prose: no sentence of it is in the replay's source at all."""
+    from corpora import english_corpus
+
+    out, _, manifest = built
+    heldout = _texts(os.path.join(out, "heldout/en.jsonl"))
+    assert len(heldout) > 200 and manifest["counts"]["heldout_en_words"] > 3000
+    assert not set(heldout) & set(english_corpus())
+    replay_words = {w for s in _texts(os.path.join(out, "pretrain/en.jsonl")) for w in s.split()}
+    assert replay_words  # the replay exists, and the held-out text still shares ordinary English words with it
+    assert "transformers" in manifest["sources"]["english_heldout"]
 
 
 def test_sft_pairs_come_from_training_poems_and_are_normalized(built):

@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from _pretrain_helpers import extend_tokenizer
 from langadapt.args import AdaptationArguments, ModelArguments
 from langadapt.cli import UsageError
-from langadapt.embeddings import padded_size, subtoken_pieces
+from langadapt.embeddings import padded_size, piece_weights, subtoken_pieces
 from langadapt.modeling import ModelInfo, check_vocab_fit, count_parameters, prepare_model
 
 
@@ -51,7 +51,7 @@ def test_subtoken_mean_rows_are_means_of_base_pieces(kind, request):
     tok_dir = request.getfixturevalue(f"ext_{kind}_dir")
     base_dir = request.getfixturevalue(f"{kind}_base_dir")
     base_emb, base_head = base_tables(model_dir)
-    p = prepare(model_dir, tok_dir)
+    p = prepare(model_dir, tok_dir, embedding_init="subtoken_mean")
     base_tok, tok = AutoTokenizer.from_pretrained(base_dir), p.tokenizer
     n_base = len(base_tok)
     emb, head = p.model.get_input_embeddings().weight, p.model.get_output_embeddings().weight
@@ -80,9 +80,29 @@ def test_subtoken_mean_rows_are_means_of_base_pieces(kind, request):
     assert not p.resize.subtoken_fallbacks
 
 
+def test_subtoken_weighted_rows_weigh_pieces_1_half_quarter_from_the_first(tiny_model_dir, ext_bpe_dir, bpe_base_dir):
+    base_emb, base_head = base_tables(tiny_model_dir)
+    p = prepare(tiny_model_dir, ext_bpe_dir, embedding_init="subtoken_weighted")
+    base_tok, tok = AutoTokenizer.from_pretrained(bpe_base_dir), p.tokenizer
+    emb, head = p.model.get_input_embeddings().weight, p.model.get_output_embeddings().weight
+    assert p.resize.init == "subtoken_weighted" and p.resize.examples
+    multi = 0
+    for i in range(len(base_tok), len(tok)):
+        ids = [t.id for t in base_tok.backend_tokenizer.model.tokenize(tok.convert_ids_to_tokens(i))]
+        w = torch.tensor([0.5**k for k in range(len(ids))])
+        w = w / w.sum()
+        torch.testing.assert_close(emb[i], (w[:, None] * base_emb[ids]).sum(0))
+        torch.testing.assert_close(head[i], (w[:, None] * base_head[ids]).sum(0))
+        multi += len(ids) > 1
+    assert multi > 20  # most new tokens have several pieces, so the weights matter
+    # Two pieces: 2/3 of the first, 1/3 of the second.
+    torch.testing.assert_close(piece_weights(2, 0.5), torch.tensor([2 / 3, 1 / 3]))
+    torch.testing.assert_close(piece_weights(3, 1.0), torch.full((3,), 1 / 3))
+
+
 def test_tied_embeddings_stay_tied_and_are_initialised_once(tiny_tied_model_dir, ext_bpe_dir, bpe_base_dir):
     base_emb, _ = base_tables(tiny_tied_model_dir)
-    p = prepare(tiny_tied_model_dir, ext_bpe_dir)
+    p = prepare(tiny_tied_model_dir, ext_bpe_dir, embedding_init="subtoken_mean")
     emb, head = p.model.get_input_embeddings().weight, p.model.get_output_embeddings().weight
     assert head is emb and p.resize.tied
     base_tok = AutoTokenizer.from_pretrained(bpe_base_dir)
@@ -96,7 +116,7 @@ def test_added_tokens_use_the_whole_base_pipeline(tiny_model_dir, bpe_base_dir, 
     tok.add_tokens([" حافظ"])
     tok.save_pretrained(tmp_path)
     base_emb, _ = base_tables(tiny_model_dir)
-    p = prepare(tiny_model_dir, str(tmp_path))
+    p = prepare(tiny_model_dir, str(tmp_path), embedding_init="subtoken_mean")
     base_tok = AutoTokenizer.from_pretrained(bpe_base_dir)
     ids = base_tok(" حافظ", add_special_tokens=False)["input_ids"]
     torch.testing.assert_close(p.model.get_input_embeddings().weight[len(base_tok)], base_emb[ids].mean(0))

@@ -351,3 +351,43 @@ def test_weighted_mix_is_logged_and_recorded(streaming, tiny_model_dir, ext_dir,
     if not streaming:
         assert abs(sources[0]["drawn_share"] - 0.8) < 0.1 and sources[0]["cache_hit"] is False
     assert read(os.path.join(out, "all_results.json"))["train_loss"] > 0
+
+
+def test_embedding_learning_rate_keeps_the_rows_while_lora_trains(tiny_model_dir, ext_dir, corpus, tmp_path):
+    """--embedding_learning_rate reaches the optimizer: at a near-zero rate the saved embedding/head rows equal their
+    initial values while the LoRA matrices (at --learning_rate) moved."""
+    from langadapt.args import AdaptationArguments, ModelArguments
+    from langadapt.modeling import prepare_model
+
+    out = str(tmp_path / "out")
+    pretrain.main(base_argv(tiny_model_dir, ext_dir, corpus, out, "--training_mode", "lora",
+                            "--embedding_learning_rate", "1e-12"))
+    assert read(os.path.join(out, "run_args.json"))["adaptation"]["embedding_learning_rate"] == 1e-12
+    init = prepare_model(ModelArguments(model_name_or_path=tiny_model_dir, tokenizer_name_or_path=ext_dir),
+                         AdaptationArguments(training_mode="full")).model
+    saved = load_file(os.path.join(out, "adapter_model.safetensors"))
+    emb = [k for k in saved if "embed_tokens" in k]
+    assert emb, sorted(saved)[:5]
+    torch.testing.assert_close(saved[emb[0]], init.get_input_embeddings().weight.detach(), atol=1e-6, rtol=0)
+    lora_b = [v for k, v in saved.items() if "lora_B" in k]
+    assert lora_b and max(v.abs().max().item() for v in lora_b) > 1e-4
+
+
+def test_bpb_curve_at_step_zero_every_k_steps_and_the_end(tiny_model_dir, ext_dir, corpus, tmp_path, persian_lines):
+    from langadapt.bpb import read_curve
+
+    heldout = tmp_path / "fa.txt"
+    heldout.write_text("\n".join(persian_lines[-30:]) + "\n", encoding="utf-8")
+    out = str(tmp_path / "out")
+    pretrain.main(base_argv(tiny_model_dir, ext_dir, corpus, out, "--training_mode", "lora", "--max_steps", "3",
+                            "--bpb_eval_files", str(heldout), "--bpb_eval_steps", "2", "--bpb_eval_max_words", "50"))
+    curve = read_curve(os.path.join(out, "bpb_curve.jsonl"))
+    assert [(r["step"], r["file"]) for r in curve] == [(0, "fa"), (2, "fa"), (3, "fa")]
+    assert [r["tokens_seen"] for r in curve] == [0, 2 * 2 * 32, 3 * 2 * 32]
+    assert all(r["bpb"] > 0 and r["bytes"] == curve[0]["bytes"] for r in curve)
+    assert curve[0]["wall_s"] <= curve[1]["wall_s"] <= curve[2]["wall_s"]
+    with pytest.raises(InputError, match="does not exist") as e:
+        pretrain.main(base_argv(tiny_model_dir, ext_dir, corpus, str(tmp_path / "o2"), "--bpb_eval_files",
+                                str(tmp_path / "missing.txt")))
+    assert e.value.arg == "bpb_eval_files"
+    assert not os.path.exists(tmp_path / "o2")  # refused before anything was written: the same command reruns

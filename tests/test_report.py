@@ -35,7 +35,8 @@ def _ppl(name, fa, en):
         nll = words * math.log(ppl)
         files[key] = {"file": f"heldout/{key}.jsonl", "documents": 10, "tokens": int(words * tpw), "words": words,
                       "chars": 5000, "nll": nll, "ppl_word": ppl, "ppl_char": math.exp(nll / 5000),
-                      "ppl_token": math.exp(nll / (words * tpw)), "tokens_per_word": tpw}
+                      "ppl_token": math.exp(nll / (words * tpw)), "tokens_per_word": tpw,
+                      "bytes": 9000, "bpb": nll / math.log(2) / 9000}
     return {"name": name, "files": files}
 
 
@@ -94,6 +95,10 @@ def test_every_section_with_finite_numbers_and_charts(tmp_path):
     assert data["training"]["pretrain"]["loss"] == [6.0, 4.5, 3.9]
     # the sample table puts every stage's answer to the same item side by side, pipes escaped
     assert "| I am SmolLM | خوب | مثبت |" in text and "متن 0 \\| با خط" in text
+    # bits per byte sits next to per-word perplexity in the held-out table
+    assert "fa ppl/word | fa bits/byte |" in text
+    fa = data["perplexity"]["pretrain"]["files"]["fa"]
+    assert f"| {fa['ppl_word']:,.1f} | {fa['bpb']:,.3f} |" in text
 
 
 def test_goal_numbers_and_failures(tmp_path):

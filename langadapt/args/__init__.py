@@ -19,7 +19,7 @@ from langadapt.cli import COMMA_LIST
 logger = logging.getLogger(__name__)
 
 TRAINING_MODES = ("full", "lora", "embeddings", "new_rows")
-EMBEDDING_INITS = ("subtoken_mean", "mean", "hf_default", "random")
+EMBEDDING_INITS = ("subtoken_mean", "subtoken_weighted", "mean", "hf_default", "random")
 TORCH_DTYPES = ("auto", "float32", "float16", "bfloat16")
 # LoRA: a 7B model's continued pretraining (and the seed's SFT, which always trained LoRA) on one 80 GB GPU; the seed
 # paper's `run_pt.sh --use_lora` and `run_sft.sh` (which has no --use_lora: its SFT script only trained LoRA).
@@ -108,8 +108,9 @@ class AdaptationArguments:
     embedding_init: str = field(
         default="subtoken_mean",
         metadata={
-            "help": "Initial value of new embedding rows. subtoken_mean: mean of the base rows of the pieces the base "
-            "tokenizer splits the new token into (input embeddings and an untied head separately); mean: mean of all "
+            "help": "Initial value of new embedding rows. subtoken_mean (default): mean of the base rows of the pieces "
+            "the base tokenizer splits the new token into (input embeddings and an untied head separately; the seed "
+            "paper's); subtoken_weighted: the same pieces weighted 1, 1/2, 1/4, ... from the first; mean: mean of all "
             "base rows; hf_default: whatever transformers' resize_token_embeddings does; random: normal(0, "
             "initializer_range).",
             "choices": list(EMBEDDING_INITS),
@@ -125,8 +126,8 @@ class AdaptationArguments:
     base_tokenizer_name_or_path: str | None = field(
         default=None,
         metadata={
-            "help": "Base tokenizer for --embedding_init subtoken_mean. Default: 'base_tokenizer' from the tokenizer "
-            "folder's langadapt_tokenizer.json, else --model_name_or_path."
+            "help": "Base tokenizer for the --embedding_init subtoken_* choices. Default: 'base_tokenizer' from the "
+            "tokenizer folder's langadapt_tokenizer.json, else --model_name_or_path."
         },
     )
     # r=64, alpha=128 (scale 2): the seed paper's (Chinese-LLaMA-style) pretraining adapter for a 7B model, large
@@ -157,6 +158,14 @@ class AdaptationArguments:
             "further; another type (or --training_mode full/embeddings) merges it into the base first and records "
             "it in langadapt_model.json's parent_adapters.",
             "aliases": ["--lora_model"],
+        },
+    )
+    embedding_learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "Learning rate of the input embeddings and output head (their trained copies under LoRA; only the "
+            "new rows with --training_mode new_rows), in their own optimizer group; the rest keeps --learning_rate. "
+            "Same schedule. Default: --learning_rate for everything (langadapt/optim.py says why one would differ)."
         },
     )
 
@@ -196,6 +205,8 @@ class AdaptationArguments:
             raise ValueError(f"--lora_alpha must be > 0, got {self.lora_alpha}")
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ValueError(f"--lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if self.embedding_learning_rate is not None and not self.embedding_learning_rate > 0:
+            raise ValueError(f"--embedding_learning_rate must be > 0, got {self.embedding_learning_rate}")
         if self.training_mode != "lora" and (self.trainable or self.modules_to_save):
             raise ValueError(
                 "--trainable/--modules_to_save only apply to --training_mode lora (or --use_lora), "
@@ -305,10 +316,26 @@ class SampleArguments:
     sample_max_new_tokens: int = field(
         default=32, metadata={"help": "New tokens generated per sample prompt at each evaluation; 0 disables."}
     )
+    bpb_eval_files: str | None = field(
+        default=None,
+        metadata={"help": "Held-out text files (.txt/.jsonl, comma-separated) scored in bits per byte before the "
+                          "first step, every --bpb_eval_steps and at the end, into bpb_curve.jsonl (the adaptation "
+                          "study's curves; langadapt/bpb_curve.py). Default: none."},
+    )
+    bpb_eval_steps: int = field(
+        default=0, metadata={"help": "Optimizer steps between bits-per-byte evaluations; 0: only at start and end."}
+    )
+    bpb_eval_max_words: int = field(
+        default=400, metadata={"help": "Words scored per --bpb_eval_files file (its first documents)."}
+    )
 
     def __post_init__(self) -> None:
         if self.sample_max_new_tokens < 0:
             raise ValueError(f"--sample_max_new_tokens must be >= 0, got {self.sample_max_new_tokens}")
+        if self.bpb_eval_steps < 0:
+            raise ValueError(f"--bpb_eval_steps must be >= 0, got {self.bpb_eval_steps}")
+        if self.bpb_eval_max_words < 1:
+            raise ValueError(f"--bpb_eval_max_words must be >= 1, got {self.bpb_eval_max_words}")
 
 
 def _training_arguments_base():

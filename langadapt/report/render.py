@@ -69,15 +69,17 @@ def _perplexity(ppl: dict[str, dict], charts: dict[str, str]) -> list[str] | Non
     if not ppl:
         return None
     keys = sorted({k for p in ppl.values() for k in p.get("files", {})})
-    md = ["Per word and per character, so that models with different tokenizers compare (total NLL / words or "
-          "characters of the same text).", "",
-          "| stage | " + " | ".join(f"{k} ppl/word | {k} ppl/char | {k} tokens/word" for k in keys) + " |",
-          "| --- | " + " | ".join("---: | ---: | ---:" for _ in keys) + " |"]
+    md = ["Per word, per character and in bits per UTF-8 byte, so that models with different tokenizers compare "
+          "(total NLL / words, characters or bytes of the same text; bits/byte: lower is better).", "",
+          "| stage | " + " | ".join(f"{k} ppl/word | {k} bits/byte | {k} ppl/char | {k} tokens/word"
+                                 for k in keys) + " |",
+          "| --- | " + " | ".join("---: | ---: | ---: | ---:" for _ in keys) + " |"]
     for stage, p in ordered_stages(list(ppl.items())):
         cells = []
         for k in keys:
             r = p.get("files", {}).get(k)
-            cells += [_f(r["ppl_word"], 1), _f(r["ppl_char"], 3), _f(r["tokens_per_word"])] if r else ["-"] * 3
+            cells += ([_f(r["ppl_word"], 1), _f(r.get("bpb"), 3), _f(r["ppl_char"], 3), _f(r["tokens_per_word"])]
+                      if r else ["-"] * 4)
         md.append(f"| {PPL_LABELS.get(stage, f'after {stage}')} | " + " | ".join(cells) + " |")
     words = {k: next((p["files"][k]["words"] for p in ppl.values() if k in p.get("files", {})), None) for k in keys}
     md += ["", "Held-out words scored: " + ", ".join(f"{k} {w}" for k, w in words.items()) + "."]
