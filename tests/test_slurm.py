@@ -108,7 +108,8 @@ def test_pipeline_chain_completes_with_final_table(slurm, tiny_inputs, tmp_path)
         **_stage_vars("PRETRAIN", TINY_TRAINING),
         # SFT on a new adapter over the merged pretraining model: exercises merge.sbatch inside the chain.
         "SFT_KIND": "sft", "SFT_FROM": "merged:pretrain", "SFT_DATASET_DIR": tiny_inputs["sft_dir"],
-        "SFT_MAX_SEQ_LENGTH": "128", **_stage_vars("SFT", TINY_TRAINING),
+        "SFT_MAX_SEQ_LENGTH": "128",
+        **_stage_vars("SFT", {k: v for k, v in TINY_TRAINING.items() if k != "BLOCK_SIZE"}),  # SFT has no block size
         "EVAL_DATA_DIR": tiny_inputs["testset"], "EVAL_MAX_NEW_TOKENS": "4", "EVAL_BATCH_SIZE": "4",
         "EVAL_PERPLEXITY_FILES": tiny_inputs["ppl_files"], "EVAL_PERPLEXITY_MAX_WORDS": "200",
         "MERGE_FINAL": "true",
