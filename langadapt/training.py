@@ -1,7 +1,7 @@
 """Pieces of a training run that every stage shares: resume detection, sample generations, and the output files.
 
-* :func:`resolve_checkpoint`: auto-resume from the last *complete* checkpoint in ``--output_dir``; refuse a
-  non-empty folder without checkpoints unless ``--overwrite_output_dir``.
+* :func:`complete_checkpoints`: the checkpoints a run can resume from (what a restarted run does with its
+  ``--output_dir`` is :mod:`langadapt.lifecycle`'s decision).
 * :class:`SampleGenerationCallback`: at every evaluation, greedy continuations of a few prompts appended to
   ``samples.jsonl``; works on CPU and GPU, and under ZeRO-3 (every rank takes part, rank 0 writes).
 * :func:`save_run_args`, :func:`save_all_results`: ``run_args.json`` and ``all_results.json`` (rank 0 only).
@@ -50,43 +50,11 @@ DEFAULT_PROMPTS: tuple[str, ...] = (
 
 
 def complete_checkpoints(output_dir: str) -> list[str]:
-    """``checkpoint-N`` folders that finished saving (they hold ``trainer_state.json``), oldest first."""
-    if not os.path.isdir(output_dir):
-        return []
-    found = []
-    for name in os.listdir(output_dir):
-        path = os.path.join(output_dir, name)
-        if name.startswith("checkpoint-") and name[11:].isdigit() and os.path.isdir(path):
-            if os.path.isfile(os.path.join(path, "trainer_state.json")):
-                found.append((int(name[11:]), path))
-    return [p for _, p in sorted(found)]
+    """``checkpoint-N`` folders that can be resumed from (:func:`langadapt.lifecycle.checkpoint_problem` finds
+    nothing wrong), oldest first."""
+    from langadapt.lifecycle import checkpoint_folders, checkpoint_problem
 
-
-def resolve_checkpoint(output_dir: str, overwrite_output_dir: bool, resume_from_checkpoint: str | None = None
-                       ) -> str | None:
-    """Checkpoint to resume from, or ``None`` to start fresh.
-
-    ``--resume_from_checkpoint PATH`` wins. Otherwise the last complete checkpoint in ``output_dir`` (a run
-    killed while saving leaves an incomplete one, which is skipped). A non-empty ``output_dir`` with no checkpoint
-    is refused unless ``--overwrite_output_dir``, so finished results are never trained over by accident.
-    """
-    if resume_from_checkpoint:
-        if not os.path.isdir(resume_from_checkpoint):
-            raise InputError(f"--resume_from_checkpoint: {resume_from_checkpoint} does not exist",
-                             arg="resume_from_checkpoint", value=resume_from_checkpoint)
-        return resume_from_checkpoint
-    if overwrite_output_dir or not os.path.isdir(output_dir):
-        return None
-    checkpoints = complete_checkpoints(output_dir)
-    if checkpoints:
-        logger.info("resuming from %s", checkpoints[-1])
-        return checkpoints[-1]
-    if os.listdir(output_dir):
-        raise InputError(
-            f"--output_dir: {output_dir} exists, is not empty and holds no checkpoint to resume; choose another "
-            "folder or pass --overwrite_output_dir", arg="output_dir", value=output_dir,
-        )
-    return None
+    return [p for p in checkpoint_folders(output_dir) if checkpoint_problem(p) is None]
 
 
 def perplexity(loss: float) -> float:

@@ -223,13 +223,14 @@ def test_preemption_signal_saves_at_the_next_step_and_exits_75(tiny_model_dir, e
 
 
 def test_incomplete_last_checkpoint_is_skipped(tmp_path):
-    from langadapt.training import resolve_checkpoint
+    from langadapt.lifecycle import last_good_checkpoint
+    from langadapt.training import complete_checkpoints
 
     (tmp_path / "checkpoint-2").mkdir()
     (tmp_path / "checkpoint-2" / "trainer_state.json").write_text("{}")
     (tmp_path / "checkpoint-4").mkdir()  # killed while saving
-    assert resolve_checkpoint(str(tmp_path), False).endswith("checkpoint-2")
-    assert resolve_checkpoint(str(tmp_path), True) is None
+    assert last_good_checkpoint(str(tmp_path)).endswith("checkpoint-2")
+    assert complete_checkpoints(str(tmp_path)) == [str(tmp_path / "checkpoint-2")]
 
 
 def test_peft_path_continues_or_stacks(tiny_model_dir, ext_dir, corpus, tmp_path, bpe_base_dir):
