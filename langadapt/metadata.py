@@ -36,7 +36,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
 
 @dataclass
 class ModelInfo:
-    """Contents of ``langadapt_model.json`` (see CONTRACTS.md, "Model/adapter output folder")."""
+    """Contents of ``langadapt_model.json`` (the model/adapter output folder; README, "Continued pretraining")."""
 
     base_model_name_or_path: str
     base_embedding_rows: int
