@@ -89,7 +89,11 @@ la_topology() {
         if ((GPUS_ON_NODE > 0)); then NPROC_PER_NODE=$GPUS_ON_NODE; else NPROC_PER_NODE=1; fi
     fi
     if [[ -n ${SLURM_JOB_NODELIST:-} ]]; then
-        MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+        # The first host, without `| head`: under pipefail, head closing the pipe early can kill scontrol with
+        # SIGPIPE (exit 141) and the whole launcher with it.
+        local hosts
+        hosts=$(scontrol show hostnames "$SLURM_JOB_NODELIST")
+        MASTER_ADDR=${hosts%%$'\n'*}
     else
         MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
     fi
