@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from langadapt.args import EMBEDDING_INITS, TORCH_DTYPES
+from langadapt.args import EMBEDDING_INITS, TORCH_DTYPES, split_names
 from langadapt.cli import COMMA_LIST
 from langadapt.evaldata import TASKS
 from langadapt.gguf_export import LLAMA_CPP_PYTHON_VERSION, OUTTYPES
@@ -130,7 +130,7 @@ class PerplexityArguments:
 
     @property
     def adapter_list(self) -> list[str]:
-        return [a.strip() for a in (self.peft_path or "").split(",") if a.strip()]
+        return split_names(self.peft_path) or []
 
 
 @dataclass
@@ -197,7 +197,7 @@ class MergeArguments:
 
     @property
     def adapters(self) -> list[str]:
-        return [a.strip() for a in (self.peft_path or "").split(",") if a.strip()]
+        return split_names(self.peft_path) or []
 
 
 @dataclass
