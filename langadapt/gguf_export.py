@@ -179,8 +179,9 @@ def _check_gguf(path: str, tokenizer) -> dict:
     meta = read_gguf(path)
     vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     tokens = meta["tokens"] or []
-    # The converter pads the vocabulary to the embedding rows with [PAD<id>] entries; the first len(tokenizer) must
-    # be the tokenizer's own (SentencePiece pieces keep their ▁, byte-level pieces their byte-to-unicode form).
+    # Every id of the tokenizer (its reserved padding tokens included) must be the tokenizer's own (SentencePiece
+    # pieces keep their ▁, byte-level pieces their byte-to-unicode form); rows past len(tokenizer), in folders
+    # saved without reserved tokens, the converter fills with [PAD<id>] entries.
     if tokens[: len(vocab)] != vocab:
         first = next(i for i, (a, b) in enumerate(zip(tokens, vocab)) if a != b) if len(tokens) >= len(vocab) else -1
         raise InputError(f"{path}: the GGUF vocabulary differs from the tokenizer's (first at id {first}); "

@@ -204,18 +204,21 @@ def grow_to_tokenizer(
     Checks the fit (:func:`check_vocab_fit`), loads the base tokenizer only when a ``subtoken_*`` init has new tokens to
     split (:func:`resolve_base_tokenizer`), and calls :func:`langadapt.embeddings.resize_and_init`.
     """
+    from langadapt.portable import vocab_size
+
     tok_info = tokenizer_info(tokenizer_dir) if os.path.isdir(tokenizer_dir) else None
     model_info = ModelInfo.from_dir(model_dir) if os.path.isdir(model_dir) else None
+    size = vocab_size(tokenizer)  # without the reserved tokens a saved folder pads the tokenizer with
     first_new = check_vocab_fit(
-        embedding_rows(model), len(tokenizer), model_info=model_info, tok_info=tok_info,
+        embedding_rows(model), size, model_info=model_info, tok_info=tok_info,
         same_folder=os.path.abspath(tokenizer_dir) == os.path.abspath(model_dir), pad_to_multiple_of=pad_to_multiple_of,
     )
     base_tok = None
-    if init in SUBTOKEN_DECAY and len(tokenizer) > first_new:
+    if init in SUBTOKEN_DECAY and size > first_new:
         base_tok = load_tokenizer(resolve_base_tokenizer(base_tokenizer_path, tok_info, model_dir),
                                   trust_remote_code=trust_remote_code, cache_dir=cache_dir,
                                   arg="base_tokenizer_name_or_path")
-    return resize_and_init(model, len(tokenizer), init=init, pad_to_multiple_of=pad_to_multiple_of,
+    return resize_and_init(model, size, init=init, pad_to_multiple_of=pad_to_multiple_of,
                            tokenizer=tokenizer, base_tokenizer=base_tok, first_new_id=first_new)
 
 

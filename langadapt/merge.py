@@ -36,7 +36,7 @@ from langadapt.hf_normalizer import attach_normalizer, warn_if_missing
 from langadapt.model_card import write_model_card
 from langadapt.normalize import CONFIG_FILE as NORMALIZER_FILE
 from langadapt.normalize import NormalizerConfig, normalize
-from langadapt.portable import set_trained_chat_template
+from langadapt.portable import set_trained_chat_template, tokenizer_to_save, vocab_size
 from langadapt.runinfo import write_run_args
 from langadapt.templates import encode_prompts, load_template_name
 
@@ -196,16 +196,17 @@ def merge_adapters(args: MergeArguments) -> MergeReport:
         tokenizer, rows, inputs, reference = save(args, chain, tmp, out_dtype, template, sources)
         if load_template_name(last, default=""):  # instruction-tuned (an older SFT folder may lack the template)
             set_trained_chat_template(tokenizer, template)
+        first_info, last_info = ModelInfo.from_dir(chain[0]), ModelInfo.from_dir(last)
+        base_rows = first_info.base_embedding_rows if first_info else rows
+        tokenizer = tokenizer_to_save(tokenizer, rows, base_rows)  # len(tokenizer) == rows: see langadapt.portable
         tokenizer.save_pretrained(tmp)
         copy_metadata(sources, tmp)
         if os.path.isfile(os.path.join(tmp, NORMALIZER_FILE)):
             warn_if_missing(next((s for s in sources if os.path.isfile(os.path.join(s, "tokenizer.json"))), tmp))
             attach_normalizer(tmp)  # plain AutoTokenizer / vLLM users get the ids training saw
-        first_info, last_info = ModelInfo.from_dir(chain[0]), ModelInfo.from_dir(last)
         ModelInfo(
-            base_model_name_or_path=args.model_name_or_path,
-            base_embedding_rows=first_info.base_embedding_rows if first_info else rows,
-            tokenizer_size=len(tokenizer), embedding_rows=rows, training_mode="merged",
+            base_model_name_or_path=args.model_name_or_path, base_embedding_rows=base_rows,
+            tokenizer_size=vocab_size(tokenizer), embedding_rows=rows, training_mode="merged",
             embedding_init=last_info.embedding_init if last_info else "unknown", is_adapter=False,
             merged_adapters=[os.path.abspath(a) for a in chain],
         ).save(tmp)
@@ -220,7 +221,7 @@ def merge_adapters(args: MergeArguments) -> MergeReport:
             max_logit = max(float(a.abs().max()) for a in reference)
         report = MergeReport(
             base_model=args.model_name_or_path, adapters=chain, output_dtype=out_dtype, embedding_rows=rows,
-            tokenizer_size=len(tokenizer), template=template, check_prompts=len(inputs), max_abs_diff=diff,
+            tokenizer_size=vocab_size(tokenizer), template=template, check_prompts=len(inputs), max_abs_diff=diff,
             max_abs_logit=max_logit, tolerance=tolerance, passed=diff is None or diff <= tolerance,
         )
         write_json(os.path.join(tmp, REPORT_FILE), dataclasses.asdict(report))

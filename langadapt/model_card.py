@@ -20,7 +20,7 @@ from langadapt.hf_normalizer import NOT_EXPRESSIBLE
 from langadapt.io import write_text
 from langadapt.lineage import LINEAGE_FILE, read_lineage
 from langadapt.modeling import MODEL_INFO_FILE, TOKENIZER_INFO_FILE, ModelInfo
-from langadapt.portable import pad_multiple, resize_call
+from langadapt.portable import RESERVED_TOKEN, pad_multiple, reserved_rows, resize_call
 from langadapt.templates import load_template_name
 
 CARD_FILE = "README.md"
@@ -88,6 +88,11 @@ def _vocabulary_section(info: ModelInfo | None, report: dict | None) -> list[str
         m = pad_multiple(info.tokenizer_size, info.embedding_rows)
         pad = f" ({info.tokenizer_size} tokens padded to a multiple of {m})" if m not in (None, 1) else ""
         out += ["", f"Embedding rows: {info.embedding_rows}{pad}; new rows initialised with `{info.embedding_init}`."]
+        reserved = reserved_rows(info.tokenizer_size, info.embedding_rows, info.base_embedding_rows)
+        if reserved:
+            out[-1] += (f" The saved tokenizer ends in {reserved} reserved special tokens (`"
+                        f"{RESERVED_TOKEN.format(0)}` ...), one per padding row, so `len(tokenizer)` equals the "
+                        "rows; text never maps to them and generation never samples them in practice.")
     return out + [""]
 
 
@@ -160,7 +165,10 @@ def _usage_adapter(folder: str, info: ModelInfo | None, lineage, chat: bool) -> 
                 "Merge the chain with langadapt (`python inference/merge_lora.py --base_model "
                 f"{base} --lora_model {folder} --output_dir MERGED`) and use the merged folder.", ""]
         return out
-    call = resize_call(info.tokenizer_size, info.embedding_rows, info.base_embedding_rows) if info else ""
+    # len(tokenizer) of the saved folder: langadapt.modeling.save_model pads it with reserved tokens
+    saved = info.tokenizer_size + reserved_rows(info.tokenizer_size, info.embedding_rows, info.base_embedding_rows) \
+        if info else 0
+    call = resize_call(saved, info.embedding_rows, info.base_embedding_rows) if info else ""
     out += ["### PEFT", "", "The base model's embedding table must first get the adapter's rows"
             + (f" (`{call}`)." if call else "."), "", "```python", "import torch",
             "from peft import PeftModel", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
@@ -169,14 +177,14 @@ def _usage_adapter(folder: str, info: ModelInfo | None, lineage, chat: bool) -> 
     if call:
         out.append(call)
     out += [f"model = PeftModel.from_pretrained(model, \"{folder}\")", *_generate_lines(chat), "```", ""]
-    if info and pad_multiple(info.tokenizer_size, info.embedding_rows) == 1:
+    if info and (saved == info.embedding_rows or info.embedding_rows == info.base_embedding_rows):
         out += ["Or in one call (`AutoPeftModelForCausalLM` grows the table to `len(tokenizer)` itself):", "",
                 "```python", "from peft import AutoPeftModelForCausalLM", "from transformers import AutoTokenizer", "",
                 f"tokenizer = AutoTokenizer.from_pretrained(\"{folder}\")",
                 f"model = AutoPeftModelForCausalLM.from_pretrained(\"{folder}\")", *_generate_lines(chat), "```", ""]
     elif info:
         out += [f"`AutoPeftModelForCausalLM` does not work for this adapter: it grows the table to `len(tokenizer)` "
-                f"({info.tokenizer_size}) rows, not the adapter's {info.embedding_rows}. Use the recipe above.", ""]
+                f"({saved}) rows, not the adapter's {info.embedding_rows}. Use the recipe above.", ""]
     out += ["### vLLM, TGI, llama.cpp", "",
             "Serving stacks do not load adapters that carry embedding tables. Merge first "
             f"(`python inference/merge_lora.py --base_model {base} --lora_model {folder} --output_dir MERGED`) "

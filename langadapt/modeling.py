@@ -198,6 +198,13 @@ def prepare_model(model_args: ModelArguments, adapt_args: AdaptationArguments,
         base_tokenizer_path=adapt_args.base_tokenizer_name_or_path,
         trust_remote_code=model_args.trust_remote_code, cache_dir=model_args.cache_dir,
     )
+    if resize.embedding_rows < len(tokenizer):  # a saved folder's tokenizer, padded to a larger table
+        m = adapt_args.pad_vocab_to_multiple_of
+        raise InputError(
+            f"--pad_vocab_to_multiple_of {m}: the tokenizer in {tok_dir} was saved padded to a table of "
+            f"{len(tokenizer)} rows ({len(tokenizer) - resize.tokenizer_size} reserved tokens) but this multiple gives "
+            f"{resize.embedding_rows} rows; pass the multiple it was trained with, or the tokenizer stage's folder as "
+            "--tokenizer_name_or_path", arg="pad_vocab_to_multiple_of", value=m)
     parents: list[str] = []
     continued = False
     if parent is not None:
@@ -284,7 +291,8 @@ def save_model(model, tokenizer, output_dir: str, info: ModelInfo, trainer=None,
             return
     else:
         model.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)
+    from langadapt.portable import tokenizer_to_save
+    tokenizer_to_save(tokenizer, info.embedding_rows, info.base_embedding_rows).save_pretrained(output_dir)
     info.save(output_dir)
     if info.is_adapter:  # PEFT's AutoPeftModelForCausalLM then finds the base from any working directory
         from langadapt.lineage import write_lineage

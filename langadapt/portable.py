@@ -6,6 +6,11 @@
 * :func:`resize_call`: the exact ``resize_token_embeddings`` call that gives a base model the embedding rows an
   adapter was saved with (the table may be padded to a multiple of 64), for model cards and for
   :func:`load_with_peft`, the documented recipe as code.
+* :func:`pad_with_reserved` / :func:`vocab_size`: a table padded past the tokenizer (``--pad_vocab_to_multiple_of``)
+  is saved with a tokenizer padded by reserved special tokens to the same size, as Llama-3 ships its 256
+  ``<|reserved_special_token_*|>``. ``len(tokenizer)`` then equals the rows, which is all that
+  ``AutoPeftModelForCausalLM`` (it resizes to ``len(tokenizer)``), vLLM and llama.cpp's converter look at. The rows
+  and logits do not change; langadapt counts the tokenizer without them (:func:`vocab_size`).
 * :func:`chat_template_for` / :func:`set_trained_chat_template`: the prompt template SFT trained with, as the
   tokenizer's Jinja ``chat_template``, so ``apply_chat_template(messages, add_generation_prompt=True)`` (and every
   OpenAI-style server) renders exactly the prompt ``inference/inference.py`` builds. A user message holds the
@@ -14,9 +19,11 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
+import re
 
 from langadapt.templates import get_template
 
@@ -47,6 +54,64 @@ def record_absolute_base(adapter_dir: str, base_model: str | None = None) -> str
             json.dump(config, f, indent=2, sort_keys=True)
         os.replace(tmp, path)
     return recorded
+
+
+RESERVED_TOKEN = "<|langadapt_reserved_{}|>"
+_RESERVED = re.compile(r"<\|langadapt_reserved_\d+\|>\Z")
+
+
+def vocab_size(tokenizer) -> int:
+    """``len(tokenizer)`` without the trailing reserved tokens :func:`pad_with_reserved` added (special added
+    tokens named like :data:`RESERVED_TOKEN`): the ids text maps to, and what the table is sized and padded from."""
+    n = len(tokenizer)
+    added = tokenizer.added_tokens_decoder
+    while n > 0 and n - 1 in added and added[n - 1].special and _RESERVED.match(str(added[n - 1])):
+        n -= 1
+    return n
+
+
+def reserved_rows(tokenizer_size: int, rows: int, base_rows: int | None) -> int:
+    """How many reserved tokens a tokenizer of ``tokenizer_size`` real tokens is saved with next to a table of
+    ``rows``: the padding rows when langadapt grew the table past the base's ``base_rows``, else 0 (a base shipped
+    with spare rows, e.g. Qwen, keeps its own tokenizer: the standard recipes never resize it)."""
+    if rows <= tokenizer_size or (base_rows is not None and rows <= base_rows):
+        return 0
+    return rows - tokenizer_size
+
+
+def pad_with_reserved(tokenizer, rows: int, base_rows: int | None = None) -> int:
+    """Append reserved special tokens to ``tokenizer`` (in place) until ``len(tokenizer) == rows`` when
+    :func:`reserved_rows` says so. Returns how many were added (0 when already padded).
+
+    Names already in the vocabulary are skipped, so no existing token is shadowed."""
+    from tokenizers import AddedToken
+
+    size = vocab_size(tokenizer)
+    want = reserved_rows(size, rows, base_rows) - (len(tokenizer) - size)
+    if want <= 0:
+        return 0
+    vocab = tokenizer.get_vocab()
+    names, i = [], 0
+    while len(names) < want:
+        name = RESERVED_TOKEN.format(len(tokenizer) - size + i)
+        i += 1
+        if name not in vocab:
+            names.append(name)
+    tokenizer.add_tokens([AddedToken(n, special=True, normalized=False) for n in names], special_tokens=True)
+    if len(tokenizer) != size + reserved_rows(size, rows, base_rows):
+        raise RuntimeError(f"padding the tokenizer to {rows} tokens gave {len(tokenizer)}")
+    return len(names)
+
+
+def tokenizer_to_save(tokenizer, rows: int, base_rows: int | None = None):
+    """The tokenizer a folder with a table of ``rows`` is saved with: ``tokenizer`` itself, or a copy padded by
+    :func:`pad_with_reserved` (the caller's tokenizer is never changed)."""
+    size = vocab_size(tokenizer)
+    if size + reserved_rows(size, rows, base_rows) <= len(tokenizer):
+        return tokenizer
+    padded = copy.deepcopy(tokenizer)
+    pad_with_reserved(padded, rows, base_rows)
+    return padded
 
 
 def pad_multiple(tokenizer_size: int, rows: int) -> int | None:

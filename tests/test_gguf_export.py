@@ -73,35 +73,85 @@ def test_bad_input_is_refused_before_anything_runs(tmp_path, sp_base_dir):
     assert not os.path.exists(tmp_path / "o")
 
 
+def llama_cpp_or_fail():
+    """llama-cpp-python: `make test` installs it (`make llama-cpp`), and there (LANGADAPT_REQUIRE_LLAMA_CPP=1) a
+    missing module fails instead of skipping."""
+    try:
+        import llama_cpp
+    except ImportError as e:
+        if os.environ.get("LANGADAPT_REQUIRE_LLAMA_CPP") == "1":
+            pytest.fail(f"llama_cpp is not importable ({e}); run `make llama-cpp` (LANGADAPT_REQUIRE_LLAMA_CPP=1)")
+        pytest.skip(f"llama_cpp is not importable ({e}); `make llama-cpp` builds it")
+    return llama_cpp
+
+
+def extended_smollm2(root, persian_lines) -> str:
+    """SmolLM2 with a Persian add-on vocabulary merged in by the tokenizer stage and its table grown and saved by
+    langadapt (sub-token-mean rows, padded to 64 rows: the saved tokenizer ends in reserved tokens), as a full
+    pretraining run would leave it before its first step."""
+    from langadapt.args import AdaptationArguments, ModelArguments
+    from langadapt.modeling import prepare_model, save_model
+
+    import smollm
+
+    base = str(root / "smollm2")
+    smollm.convert_gguf(smollm.gguf_path(), base)
+    corpus = root / "fa.txt"
+    corpus.write_text("\n".join(persian_lines[:2000]) + "\n", encoding="utf-8")
+    load_script("tokenizer/extract_vocab.py").main(["--train_file", str(corpus), "--vocab_size", "1000",
+                                                    "--base_tokenizer", base, "--output_dir", str(root / "extra")])
+    load_script("tokenizer/merge.py").main(["--base_tokenizer", base, "--extra_model", str(root / "extra"),
+                                            "--output_dir", str(root / "tok")])
+    prepared = prepare_model(ModelArguments(model_name_or_path=base, tokenizer_name_or_path=str(root / "tok")),
+                             AdaptationArguments(training_mode="full"))
+    out = str(root / "extended")
+    save_model(prepared.model, prepared.tokenizer, out, prepared.info, tokenizer_dir=str(root / "tok"))
+    shutil.rmtree(base)
+    return out
+
+
 @pytest.mark.slow
 @converter
-def test_llama_cpp_runs_the_exported_smollm2(tmp_path, persian_lines, english_lines):
-    """The bundled SmolLM2 (the demo's base), with the Persian normalizer and the Alpaca chat template: llama.cpp
-    tokenizes normalized Persian and English lines exactly as the HF tokenizer does, and greedy decoding starts
-    with the same tokens as transformers."""
-    llama_cpp = pytest.importorskip("llama_cpp")
+@pytest.mark.parametrize("variant", ["base", "extended"])
+def test_llama_cpp_runs_the_exported_smollm2(variant, tmp_path, persian_lines, english_lines):
+    """The bundled SmolLM2 (the demo's base) as it is and with a Persian vocabulary merged in (new rows, reserved
+    tokens), with the Persian normalizer and the Alpaca chat template: llama.cpp tokenizes Persian and English lines
+    exactly as the HF tokenizer does (raw text normalized as in training), and greedy decoding starts with the same
+    tokens as transformers."""
+    llama_cpp = llama_cpp_or_fail()
     import torch
     from transformers import AutoModelForCausalLM
 
     import smollm
+    from langadapt.portable import vocab_size
     from langadapt.templates import build_prompt
 
-    model_dir = str(tmp_path / "smollm2")
-    smollm.convert_gguf(smollm.gguf_path(), model_dir)
+    if variant == "base":
+        model_dir = str(tmp_path / "smollm2")
+        smollm.convert_gguf(smollm.gguf_path(), model_dir)
+        NormalizerConfig().save(model_dir)
+    else:
+        model_dir = extended_smollm2(tmp_path, persian_lines)
     tok = AutoTokenizer.from_pretrained(model_dir)
     set_trained_chat_template(tok, "alpaca")
     tok.save_pretrained(model_dir)
-    NormalizerConfig().save(model_dir)
     attach_normalizer(model_dir)
     out = str(tmp_path / "gguf")
-    export.main(["--model_dir", model_dir, "--output_dir", out, "--no_fetch"])
+    report = export.main(["--model_dir", model_dir, "--output_dir", out, "--no_fetch"])
     tok = AutoTokenizer.from_pretrained(model_dir)
-    llm = llama_cpp.Llama(model_path=os.path.join(out, "model-f16.gguf"), n_ctx=512, verbose=False, seed=0)
-    for line in persian_lines[:100] + english_lines[:100]:
-        text = normalize(line)
-        assert llm.tokenize(text.encode("utf-8"), add_bos=False, special=False) == \
-            tok(text, add_special_tokens=False)["input_ids"], text
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    rows = model.get_input_embeddings().weight.shape[0]
+    assert report.vocab_size == rows == len(tok)
+    if variant == "extended":
+        assert vocab_size(tok) < rows and vocab_size(tok) > 49152  # new pieces, then reserved tokens
+    llm = llama_cpp.Llama(model_path=os.path.join(out, "model-f16.gguf"), n_ctx=512, verbose=False, seed=0)
+    fa_tokens = 0
+    for line in persian_lines[-100:] + english_lines[:100]:  # Persian lines the add-on vocabulary was not trained on
+        text = normalize(line)
+        want = tok(text, add_special_tokens=False)["input_ids"]
+        assert llm.tokenize(text.encode("utf-8"), add_bos=False, special=False) == want, text
+        fa_tokens += sum(i >= 49152 for i in want)
+    assert (fa_tokens > 100) == (variant == "extended")  # the extended GGUF really uses the new pieces
     for instruction in ("What is the capital of France?", "Write one sentence about the sea.",
                         normalize("پایتخت ایران کجاست؟")):
         prompt = build_prompt(instruction, None, "alpaca", tok)
@@ -113,7 +163,8 @@ def test_llama_cpp_runs_the_exported_smollm2(tmp_path, persian_lines, english_li
             if len(got) == 4:
                 break
         assert got[:2] == want[:2], instruction
+    assert llm.metadata["tokenizer.chat_template"] == tok.chat_template  # what create_chat_completion renders
     chat = llm.create_chat_completion(messages=[{"role": "user", "content": "What is the capital of France?"}],
                                       max_tokens=4, temperature=0)
-    assert chat["choices"][0]["message"]["content"] is not None
+    assert chat["choices"][0]["finish_reason"] in ("length", "stop")
     shutil.rmtree(model_dir)

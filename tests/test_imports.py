@@ -76,7 +76,8 @@ def test_the_bottom_layers_import_nothing_above_them():
     assert graph["errors"] == set() and graph["dist"] == set()
     assert graph["metadata"] <= {"io", "normalize", "templates", "errors"}
     assert graph["loading"] <= {"embeddings", "errors", "metadata", "io", "normalize", "templates", "lineage",
-                                "hf_normalizer"}
+                                "hf_normalizer", "portable"}
+    assert graph["portable"] <= {"templates", "errors", "io"}
     assert graph["lineage"] <= {"errors", "io"} and graph["hf_normalizer"] <= {"errors", "normalize", "io", "scripts"}
 
 

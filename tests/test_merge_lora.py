@@ -17,6 +17,7 @@ from langadapt.loading import grow_embeddings, load_with_adapters
 from langadapt.cli import UsageError
 from langadapt.args.inference import MergeArguments
 from langadapt.merge import merge_adapters
+from langadapt.portable import vocab_size
 
 merge_lora = load_script("inference/merge_lora.py")
 
@@ -52,7 +53,8 @@ def test_merged_logits_match_adapter_logits(tmp_path, tiny_model_dir, tiny_tied_
     grow_embeddings(plain, 1016)  # the base with the new rows at their initial value, no adapter
     merged = AutoModelForCausalLM.from_pretrained(out)  # transformers alone, no peft, no langadapt
     merged_tok = AutoTokenizer.from_pretrained(out)
-    assert len(merged_tok) == len(tok) == 1012
+    # 1012 tokens + 4 reserved ones padding the tokenizer to the table (langadapt.portable.pad_with_reserved)
+    assert len(merged_tok) == len(tok) == 1016 and vocab_size(merged_tok) == 1012
     assert merged.get_input_embeddings().weight.shape[0] == 1016  # 1012 tokens padded to a multiple of 8
     assert merged.config.tie_word_embeddings == tied
     got, want = logits(merged, merged_tok), logits(ref, tok)

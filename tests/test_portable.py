@@ -22,7 +22,9 @@ from langadapt.cli import UsageError
 from langadapt.lineage import LINEAGE_FILE, read_lineage
 from langadapt.model_card import python_snippets
 from langadapt.modeling import ModelInfo, prepare_model, save_model
-from langadapt.portable import load_with_peft, pad_multiple, resize_call
+from langadapt.portable import (
+    load_with_peft, pad_multiple, pad_with_reserved, reserved_rows, resize_call, tokenizer_to_save, vocab_size,
+)
 from langadapt.templates import encode_prompt
 
 PROMPTS = ["دل می‌رود ز دستم صاحب‌دلان خدا را", "The rose garden at night."]
@@ -72,6 +74,68 @@ def test_peft_recipe_from_another_directory_equals_the_merged_model(chain, tmp_p
     peft_model = load_with_peft(config["base_model_name_or_path"], chain["sft"], len(tokenizer), 1016)
     merged = AutoModelForCausalLM.from_pretrained(chain["merged"])
     assert max_diff(logits(peft_model, tokenizer), logits(merged, tokenizer)) < 1e-4
+
+
+@pytest.mark.parametrize("folder", ["pt", "sft", "merged"])
+def test_saved_tokenizers_are_padded_to_the_table_with_reserved_tokens(chain, folder):
+    """len(tokenizer) == rows in every folder a table padded past the tokenizer is saved in; text gets the ids of
+    the tokenizer stage's folder, and langadapt still counts 1012 tokens."""
+    tokenizer = AutoTokenizer.from_pretrained(chain[folder])
+    plain = AutoTokenizer.from_pretrained(chain["tok"])
+    assert (len(plain), len(tokenizer), vocab_size(tokenizer), vocab_size(plain)) == (1012, 1016, 1012, 1012)
+    assert tokenizer.convert_ids_to_tokens([1012, 1015]) == ["<|langadapt_reserved_0|>", "<|langadapt_reserved_3|>"]
+    for text in [*PROMPTS, *ITEMS[0]]:
+        assert tokenizer(text)["input_ids"] == plain(text)["input_ids"]
+    assert tokenizer.decode(tokenizer("سلام")["input_ids"] + [1013], skip_special_tokens=True) == \
+        plain.decode(plain("سلام")["input_ids"], skip_special_tokens=True)
+    info = ModelInfo.from_dir(chain[folder])
+    assert (info.tokenizer_size, info.embedding_rows) == (1012, 1016)
+
+
+def test_auto_peft_model_on_a_padded_adapter_equals_the_merged_model(chain, tmp_path, monkeypatch):
+    """PEFT's one-call recipe from another directory on the default padded table (the table is padded, the
+    tokenizer is padded with it)."""
+    from peft import AutoPeftModelForCausalLM
+
+    monkeypatch.chdir(tmp_path)
+    model = AutoPeftModelForCausalLM.from_pretrained(chain["sft"])
+    tokenizer = AutoTokenizer.from_pretrained(chain["sft"])
+    assert model.get_input_embeddings().weight.shape[0] == 1016
+    merged = AutoModelForCausalLM.from_pretrained(chain["merged"])
+    assert max_diff(logits(model, tokenizer), logits(merged, tokenizer)) < 1e-4
+
+
+def test_pad_with_reserved_skips_taken_names_and_is_idempotent(bpe_base_dir):
+    tokenizer = AutoTokenizer.from_pretrained(bpe_base_dir)
+    base = len(tokenizer)
+    tokenizer.add_tokens(["<|langadapt_reserved_1|>"])  # a user token with a reserved name stays a real token
+    size = len(tokenizer)
+    assert vocab_size(tokenizer) == size
+    assert pad_with_reserved(tokenizer, size + 3, base_rows=base) == 3
+    assert len(tokenizer) == size + 3 and vocab_size(tokenizer) == size
+    assert tokenizer.convert_ids_to_tokens(list(range(size, size + 3))) == [
+        "<|langadapt_reserved_0|>", "<|langadapt_reserved_2|>", "<|langadapt_reserved_3|>"]
+    assert pad_with_reserved(tokenizer, size + 3, base_rows=base) == 0 and len(tokenizer) == size + 3
+    # A table the base already had (spare rows, e.g. Qwen) is not padded: PEFT's recipes never resize it.
+    other = AutoTokenizer.from_pretrained(bpe_base_dir)
+    assert reserved_rows(len(other), len(other) + 8, base_rows=len(other) + 8) == 0
+    assert tokenizer_to_save(other, len(other) + 8, len(other) + 8) is other
+    padded = tokenizer_to_save(other, len(other) + 8, len(other))
+    assert len(padded) == len(other) + 8 and len(other) == base
+
+
+def test_a_padded_tokenizer_with_another_multiple_is_refused(chain):
+    """Training on a saved folder's tokenizer (padded to 1016) with a multiple giving fewer rows would save a
+    tokenizer bigger than its table."""
+    with pytest.raises(UsageError) as e:
+        prepare_model(ModelArguments(model_name_or_path=chain["base"], tokenizer_name_or_path=chain["merged"]),
+                      AdaptationArguments(training_mode="lora", lora_rank=4, lora_alpha=8, lora_dropout=0.0,
+                                          pad_vocab_to_multiple_of=1))
+    assert "--pad_vocab_to_multiple_of 1" in str(e.value) and chain["merged"] in str(e.value)
+    same = prepare_model(ModelArguments(model_name_or_path=chain["base"], tokenizer_name_or_path=chain["merged"]),
+                         AdaptationArguments(training_mode="lora", lora_rank=4, lora_alpha=8, lora_dropout=0.0,
+                                             pad_vocab_to_multiple_of=8))
+    assert (same.info.tokenizer_size, same.info.embedding_rows) == (1012, 1016)
 
 
 def test_auto_peft_model_loads_an_unpadded_adapter_from_anywhere(tmp_path, tiny_model_dir, bpe_base_dir,
@@ -159,7 +223,8 @@ def test_model_card_snippets_run_from_another_directory(chain, folder, tmp_path)
     snippets = [s for s in python_snippets(card) if "llama_cpp" not in s]  # llama.cpp: tests/test_gguf_export.py
     assert snippets
     if folder == "sft":
-        assert "pad_to_multiple_of=8" in card and "continued from the adapter" in card
+        assert "model.resize_token_embeddings(len(tokenizer))" in card and "continued from the adapter" in card
+        assert "AutoPeftModelForCausalLM.from_pretrained" in card and "4 reserved special tokens" in card
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # no langadapt on the path
     env["OMP_NUM_THREADS"] = "1"
     for code in snippets:
