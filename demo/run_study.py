@@ -133,13 +133,17 @@ def main(argv=None) -> dict:
             arms[arm] = read_json(done)
             continue
         stages = overrides[arm]["STAGES"].split()
-        rss = None  # known only for an arm run here (a Slurm job's memory is in sacct's MaxRSS)
-        if not study.pipeline_finished(study.arm_dir(st, arm), stages):
-            if args.collect:
-                logger.warning("arm %s is not finished; left out", arm)
-                continue
+        rss = None  # known only for an arm trained here (a Slurm job's memory is in sacct's MaxRSS)
+        finished = study.pipeline_finished(study.arm_dir(st, arm), stages)
+        if not finished and args.collect:
+            logger.warning("arm %s is not finished; left out", arm)
+            continue
+        # --local runs a finished chain again too: the pipeline redoes only the steps whose settings changed (an
+        # evaluation fixed since), in seconds when none did.
+        if not args.collect and (not finished or args.local):
             share_results(st, arm, overrides)
-            rss = run_arm(st, arm, overrides[arm], args.local)
+            peak = run_arm(st, arm, overrides[arm], args.local)
+            rss = None if finished else peak  # a rechecked chain's peak is not its training's
             if not args.local:
                 continue
         model, tokenizer = load_final(base_model, os.path.join(study.arm_dir(st, arm), stages[-1]))

@@ -92,7 +92,7 @@ def _vocabulary_section(info: ModelInfo | None, report: dict | None) -> list[str
         if reserved:
             out[-1] += (f" The saved tokenizer ends in {reserved} reserved special tokens (`"
                         f"{RESERVED_TOKEN.format(0)}` ...), one per padding row, so `len(tokenizer)` equals the "
-                        "rows; text never maps to them and generation never samples them in practice.")
+                        "rows (PEFT's `AutoPeftModelForCausalLM` resizes to it); text never maps to them.")
     return out + [""]
 
 

@@ -40,7 +40,7 @@
 #   TOKENIZER_NAME_OR_PATH=dir       ... or use this existing one; with neither, stages use the base model's
 #   EVAL_DATA_DIR=data/testset       test sets for every evaluation (default: the bundled ones; none: skip generation)
 #   EVAL_PERPLEXITY_FILES=fa.txt,en.txt  held-out text: perplexity after each stage (and of the base model with the
-#                                    new tokenizer and initialised rows, "base_merged")
+#                                    new tokenizer and the rows the first stage's EMBEDDING_INIT gives, "base_merged")
 #   LM_EVAL_TASKS=belebele_pes_Arab,langadapt  also run lm-evaluation-harness (slurm/lm_eval.sbatch) after the base
 #                                    model and each stage, into RUN_DIR/lm_eval/<name>/ (default: empty, no lm-eval
 #                                    steps; "langadapt" = the EVAL_DATA_DIR test sets as offline lm-eval tasks);
@@ -382,8 +382,11 @@ lm_eval_step base "" "$BASE_MODEL" ""
 if [[ -n $TOK && -n $EVAL_PERPLEXITY_FILES ]]; then
     EVALS+=(eval_base_merged)
     done_when "$RUN_DIR/perplexity/base_merged/perplexity.json"
+    # The base model with the rows the first stage starts from: that stage's --embedding_init.
+    init_var=${STAGE_LIST[0]^^}_EMBEDDING_INIT
     step eval_base_merged inference "$TOK_DEP" "!BASE_MODEL=$BASE_MODEL" "!TOKENIZER_PATH=$TOK" "!DATA_DIR=none" \
-            "!PERPLEXITY_DIR=$RUN_DIR/perplexity/base_merged" "!PERPLEXITY_NAME=base_merged" -- EVAL
+            "!PERPLEXITY_DIR=$RUN_DIR/perplexity/base_merged" "!PERPLEXITY_NAME=base_merged" \
+            "!EMBEDDING_INIT=${!init_var:-}" -- EVAL
 fi
 
 # 3. Training stages, each followed by its evaluation.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 from transformers import AutoTokenizer
@@ -13,6 +15,7 @@ import tiny
 from langadapt.cli import UsageError
 from langadapt.gguf_export import find_converter, read_gguf
 from langadapt.hf_normalizer import attach_normalizer, has_normalizer
+from langadapt.model_card import python_snippets, write_model_card
 from langadapt.normalize import NormalizerConfig, normalize
 from langadapt.portable import set_trained_chat_template
 
@@ -136,7 +139,7 @@ def test_llama_cpp_runs_the_exported_smollm2(variant, tmp_path, persian_lines, e
     set_trained_chat_template(tok, "alpaca")
     tok.save_pretrained(model_dir)
     attach_normalizer(model_dir)
-    out = str(tmp_path / "gguf")
+    out = model_dir + "_gguf"  # where the model card's llama.cpp snippet looks
     report = export.main(["--model_dir", model_dir, "--output_dir", out, "--no_fetch"])
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
@@ -167,4 +170,13 @@ def test_llama_cpp_runs_the_exported_smollm2(variant, tmp_path, persian_lines, e
     chat = llm.create_chat_completion(messages=[{"role": "user", "content": "What is the capital of France?"}],
                                       max_tokens=4, temperature=0)
     assert chat["choices"][0]["finish_reason"] in ("length", "stop")
+    del llm
+    # The model card's llama.cpp snippet, as a user runs it: another directory, no langadapt on the path.
+    card = open(write_model_card(model_dir), encoding="utf-8").read()
+    (snippet,) = [s for s in python_snippets(card) if "from llama_cpp import" in s]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert proc.returncode == 0 and proc.stdout.strip(), proc.stderr[-3000:]
     shutil.rmtree(model_dir)
+    shutil.rmtree(out)

@@ -504,6 +504,19 @@ def test_example_recipe_plan(inputs, tmp_path):
     assert [c.split("=")[0] for c in compare] == ["base", "pt_fa", "pt_bi", "sft_bi", "sft_task"]
 
 
+def test_base_merged_is_scored_with_the_first_stages_rows(inputs, tmp_path):
+    """eval_base_merged is the step-0 model of the first stage: the same --embedding_init (the study's step-0
+    numbers of arms differing only in it were all one init's before)."""
+    recipe = os.path.join(REPO_ROOT, "configs", "recipes", "example.env")
+    for init, want in (("subtoken_weighted", "subtoken_weighted"), ("", "")):
+        proc = _pipeline(["--dry-run", recipe, f"BASE_MODEL={inputs['model']}", f"RUN_DIR={tmp_path}/run",
+                          f"PT_FA_EMBEDDING_INIT={init}", "PT_BI_EMBEDDING_INIT=mean"], tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        plan = _plan(proc.stdout)
+        assert plan["eval_base_merged"]["vars"]["EMBEDDING_INIT"] == want
+        assert plan["pt_fa"]["vars"].get("EMBEDDING_INIT", "") == want
+
+
 def test_lm_eval_steps_after_each_evaluation(inputs, tmp_path):
     """LM_EVAL_TASKS adds an lm-eval step after the base model and each stage; their folders reach the report."""
     proc = _pipeline(["--dry-run", os.path.join(REPO_ROOT, "configs", "recipes", "example.env"),

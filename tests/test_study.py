@@ -144,6 +144,14 @@ def test_two_arm_study_on_the_tiny_model(tmp_path, tiny_model_dir, texts, persia
     assert ra[0]["data"]["dataset_dir"] == ra[1]["data"]["dataset_dir"]
     assert ext["train_tokens"] < base["train_tokens"] and ext["fa_tokens_per_word"] < base["fa_tokens_per_word"]
     assert {"fa_bpb", "en_bpb", "fa_words_per_s"} <= set(result["base"])
+
+    def ppl(arm, name):  # Persian bits/byte of one evaluation of an arm, on the whole held-out file
+        with open(tmp_path / "st" / "arms" / arm / "perplexity" / name / "perplexity.json", encoding="utf-8") as f:
+            return json.load(f)["files"]["fa"]["bpb"]
+
+    # step 0 is scored on the same held-out text as the final point: the arm's initial rows, or the base model
+    assert ext["fa_bpb_step0"] == ppl("extend", "base_merged") and ext["fa_bpb_final"] == ppl("extend", "pretrain")
+    assert base["fa_bpb_step0"] == ppl("no_extension", "base") == result["base"]["fa_bpb"]
     for f in ("study.md", "study.json", "fa_bpb_vs_chars.png"):
         assert (tmp_path / "st" / f).is_file()
     before = os.path.getmtime(tmp_path / "st" / "arms" / "extend" / study.ARM_DONE)
