@@ -38,7 +38,7 @@ LLAMA_CPP_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_
 	-DLLAMA_BUILD_SERVER=OFF -DGGML_NATIVE=OFF -DGGML_OPENMP=OFF
 llama-cpp: $(VENV)/.llama-cpp
 
-$(VENV)/.llama-cpp: $(STAMP)
+$(VENV)/.llama-cpp: $(STAMP) langadapt/gguf_export.py  # the pinned LLAMA_CPP_PYTHON_VERSION
 	v=$$($(BIN)/python -c "from langadapt.gguf_export import LLAMA_CPP_PYTHON_VERSION as v; print(v)") && \
 	if ! ls $(WHEELHOUSE)/llama_cpp_python-$$v-*.whl >/dev/null 2>&1; then \
 		echo "compiling llama-cpp-python $$v into $(WHEELHOUSE) (once; a few minutes)"; \

@@ -20,6 +20,9 @@ logger = logging.getLogger(__name__)
 
 TRAINING_MODES = ("full", "lora", "embeddings", "new_rows")
 EMBEDDING_INITS = ("subtoken_mean", "subtoken_weighted", "mean", "hf_default", "random")
+# The default of every --embedding_init (training stages and perplexity): the seed paper's rule. The adaptation study
+# (README) says why it stays the default.
+DEFAULT_EMBEDDING_INIT = "subtoken_mean"
 TORCH_DTYPES = ("auto", "float32", "float16", "bfloat16")
 # LoRA: a 7B model's continued pretraining (and the seed's SFT, which always trained LoRA) on one 80 GB GPU; the seed
 # paper's `run_pt.sh --use_lora` and `run_sft.sh` (which has no --use_lora: its SFT script only trained LoRA).
@@ -106,7 +109,7 @@ class AdaptationArguments:
         default=False, metadata={"help": "Seed flag: same as --training_mode embeddings (train only embeddings/head)."}
     )
     embedding_init: str = field(
-        default="subtoken_mean",
+        default=DEFAULT_EMBEDDING_INIT,
         metadata={
             "help": "Initial value of new embedding rows. subtoken_mean (default): mean of the base rows of the pieces "
             "the base tokenizer splits the new token into (input embeddings and an untied head separately; the seed "

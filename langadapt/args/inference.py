@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from langadapt.args import EMBEDDING_INITS, TORCH_DTYPES, split_names
+from langadapt.args import DEFAULT_EMBEDDING_INIT, EMBEDDING_INITS, TORCH_DTYPES, split_names
 from langadapt.cli import COMMA_LIST
 from langadapt.evaldata import TASKS
 from langadapt.gguf_export import LLAMA_CPP_PYTHON_VERSION, OUTTYPES
@@ -95,7 +95,7 @@ class PerplexityArguments:
                                 "aliases": ["--tokenizer_path"]}
     )
     embedding_init: str = field(
-        default="subtoken_mean",
+        default=DEFAULT_EMBEDDING_INIT,
         metadata={"help": "Init of new embedding rows when the tokenizer outgrows the model (see the training "
                           "stages' --embedding_init).", "choices": list(EMBEDDING_INITS)},
     )
