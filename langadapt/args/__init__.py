@@ -123,7 +123,9 @@ class AdaptationArguments:
         default=64,
         metadata={
             "help": "Pad the embedding table to a multiple of this many rows (64: tensor-core friendly matmuls for "
-            "the output head). 1 disables padding. Padding rows are never produced by the tokenizer."
+            "the output head). 1 disables padding. Padding rows are never produced by the tokenizer; the tokenizer "
+            "saved with the model ends in one reserved special token per padding row (<|langadapt_reserved_N|>), so "
+            "len(tokenizer) equals the rows, as PEFT's AutoPeftModelForCausalLM expects."
         },
     )
     base_tokenizer_name_or_path: str | None = field(
