@@ -10,8 +10,10 @@ the base model with the merged tokenizer and the new rows set by one rule; the n
 and grown once; each rule overwrites only the new rows (the base rows never change), so the rows compare like for
 like. Rules: ``mean`` (mean of all base rows), ``first_piece``, and the position-weighted piece means of
 :func:`langadapt.embeddings.piece_weights` for each ``--decays`` value (1.0 = ``subtoken_mean``, 0.5 =
-``subtoken_weighted``; values above 1 weigh the last piece most). Goal (issue 16): the best rule within 5% of the
-baseline. Prints a table and writes ``<output_dir>/bench_embedding_init.json``.
+``subtoken_weighted``; values above 1 weigh the last piece most). ``--untied_pairs IN:HEAD,...`` then unties the head
+(a copy of the embeddings: the same model before any row changes) and scores each pair of input and head decays,
+which tells whether an untied head (Llama, Mistral) wants its own rule. Goal (issue 16): the best rule within 5% of
+the baseline. Prints a table and writes ``<output_dir>/bench_embedding_init.json``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--heldout", required=True, help="Held-out Persian JSONL ({'text'} a line).")
     ap.add_argument("--documents", type=int, default=40, help="First N held-out documents scored.")
     ap.add_argument("--decays", default="1.0,0.5,0.25,2.0", help="Piece-weight ratios to try (comma-separated).")
+    ap.add_argument("--untied_pairs", default="0.5:0.5,0.5:1.0,1.0:0.5,1.0:1.0,0.5:0.3",
+                    help="input:head decay pairs scored with the head untied (comma-separated; empty: skip).")
     ap.add_argument("--block_size", type=int, default=512, help="Tokens per scoring window.")
     ap.add_argument("--output_dir", default="outputs/bench")
     args = ap.parse_args(argv)
@@ -96,6 +100,25 @@ def main(argv=None) -> dict:
         rules[name] = (lambda dd: lambda base, ids: subtoken_row(base, ids, dd))(d)
     for name, rule in rules.items():
         apply(rule)
+        rows[name] = score(tok)
+        print(f"{name}: {rows[name]}", flush=True)
+
+    pairs = [tuple(float(v) for v in p.split(":")) for p in args.untied_pairs.split(",") if p.strip()]
+    if pairs and len(tables) == 1:
+        # Untie: the head becomes its own copy of the (already grown) table, so before the rows below change the
+        # model computes what the tied one does.
+        model.config.tie_word_embeddings = False
+        head = model.get_output_embeddings()
+        head.weight = torch.nn.Parameter(tables[0].detach().clone())
+        tables = [model.get_input_embeddings().weight, head.weight]
+        bases = [bases[0], bases[0].clone()]
+    for d_in, d_head in pairs:
+        with torch.no_grad():
+            for w, base, d in zip(tables, bases, (d_in, d_head)):
+                for i in new_ids:
+                    if pieces[i]:
+                        w[i] = subtoken_row(base, pieces[i], d)
+        name = f"untied head: input decay {d_in:g}, head decay {d_head:g}"
         rows[name] = score(tok)
         print(f"{name}: {rows[name]}", flush=True)
 

@@ -5,11 +5,11 @@ them from a normal distribution with the old rows' mean and covariance; ``False`
 Either way the new Persian tokens start with no relation to what they mean. ``subtoken_mean`` starts each new token
 at the mean of the base rows of the pieces the *base* tokenizer splits it into, so before any training the model
 already reads the new token roughly as it read the pieces (Gee et al. 2022, "Fast vocabulary transfer"; the seed
-paper's recipe, and the default). ``subtoken_weighted`` weighs the pieces 1, 1/2, 1/4, ... from the first
-(:func:`piece_weights` says why and what it measured: half the plain mean's step-0 gap to the base tokenizer, but
-no gain after training, so it is not the default). We resize with ``mean_resizing=False`` and then overwrite every
-added row ourselves, so the init is whatever :class:`ResizeReport` says it is, and that report goes into
-``run_args.json``.
+paper's recipe). ``subtoken_weighted`` (the default) weighs the same pieces 1, 1/2, 1/4, ... from the first
+(:func:`piece_weights` says why and what it measured: half the plain mean's step-0 gap to the base tokenizer, and
+at least as good after training in the adaptation study). We resize with ``mean_resizing=False`` and then
+overwrite every added row ourselves, so the init is whatever :class:`ResizeReport` says it is, and that report goes
+into ``run_args.json``.
 
 Rows are handled separately for the input embeddings and an *untied* output head (their base rows differ); with
 tied embeddings there is one tensor, initialised once, and it stays tied.
@@ -129,12 +129,14 @@ def piece_weights(n: int, decay: float) -> torch.Tensor:
     """Weights ``decay**0, decay**1, ...`` of ``n`` pieces, normalised to sum to 1 (first piece heaviest for
     ``decay < 1``).
 
-    Why the first piece: with tied embeddings one row is both what the model reads and what it predicts, and the
-    prediction side matters more for held-out loss. The context before a word predicts the word's *first* piece; the
-    later pieces are predicted from the first, so their rows say little about when the whole word comes next.
-    Measured at step 0 on SmolLM2-135M (tied) with the demo's merged tokenizer, first 40 held-out Persian documents
-    (bench/embedding_init.py): base tokenizer 2.105 bits/byte; ``decay`` 0.5 2.227 (+5.8%), 0.25 +6.8%, 0.7 +8.6%,
-    1.0 (the plain mean) 2.338 (+11.1%); the first piece alone +21.4%, the mean of all base rows +68.7%.
+    Why the first piece: a byte-level or SentencePiece split starts with the piece that carries the word's start
+    (its space marker and first letters), and the later pieces are predicted from it, so they say less about the
+    word as a whole. Measured at step 0 on SmolLM2-135M (tied) with the demo's merged tokenizer, first 40 held-out
+    Persian documents (bench/embedding_init.py): base tokenizer 2.105 bits/byte; ``decay`` 0.5 2.227 (+5.8%), 0.25
+    +6.8%, 0.7 +8.6%, 1.0 (the plain mean) 2.338 (+11.1%); the first piece alone +21.4%, the mean of all base rows
+    +68.7%. With the head untied (a copy of the embeddings, so the same model at step 0) the input side is what
+    matters: weighted input rows with mean head rows +7.4%, mean input rows with weighted head rows +10.9%, both
+    weighted +5.8% (input decay 0.5 with head decay 0.3: +5.6%), so one decay serves both tables.
     """
     w = torch.tensor([decay**k for k in range(n)], dtype=torch.float32)
     return w / w.sum()
@@ -185,7 +187,7 @@ def resize_and_init(
     model,
     size: int,
     *,
-    init: str = "subtoken_mean",
+    init: str,
     pad_to_multiple_of: int = 64,
     tokenizer=None,
     base_tokenizer=None,

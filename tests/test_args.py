@@ -6,6 +6,7 @@ import os
 import pytest
 
 from langadapt.args import (
+    DEFAULT_EMBEDDING_INIT,
     AdaptationArguments,
     ModelArguments,
     PretrainDataArguments,
@@ -58,7 +59,7 @@ def test_lists_and_defaults():
     model, adapt, data, _, train = parse("--use_lora", "--trainable", "q_proj, v_proj", "--modules_to_save",
                                          "embed_tokens")
     assert adapt.lora_target_modules == ["q_proj", "v_proj"] and adapt.lora_modules_to_save == ["embed_tokens"]
-    assert model.tokenizer_name_or_path == "m" and adapt.embedding_init == "subtoken_mean"
+    assert model.tokenizer_name_or_path == "m" and adapt.embedding_init == DEFAULT_EMBEDDING_INIT == "subtoken_weighted"
     assert adapt.pad_vocab_to_multiple_of == 64 and train.overwrite_output_dir is False
     assert parse_args(GROUPS, ["--model_name_or_path", "m", "--dataset_dir", "d", "--output_dir", "o"])[4].report_to \
         == ["tensorboard"]

@@ -7,9 +7,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from _pretrain_helpers import extend_tokenizer
-from langadapt.args import AdaptationArguments, ModelArguments
+from langadapt.args import DEFAULT_EMBEDDING_INIT, AdaptationArguments, ModelArguments
 from langadapt.cli import UsageError
-from langadapt.embeddings import padded_size, piece_weights, subtoken_pieces
+from langadapt.embeddings import SUBTOKEN_DECAY, padded_size, piece_weights, subtoken_pieces
 from langadapt.modeling import ModelInfo, check_vocab_fit, count_parameters, prepare_model
 
 
@@ -66,7 +66,8 @@ def test_subtoken_mean_rows_are_means_of_base_pieces(kind, request):
         # The pieces spell the new token: same bytes once decoded.
         assert base_tok.convert_tokens_to_string([t.value for t in piece_tokens]) == \
             tok.convert_tokens_to_string([tok.convert_ids_to_tokens(i)])
-        torch.testing.assert_close(emb[i], base_emb[ids].mean(0))
+        want = (piece_weights(len(ids), SUBTOKEN_DECAY[DEFAULT_EMBEDDING_INIT])[:, None] * base_emb[ids]).sum(0)
+        torch.testing.assert_close(emb[i], want)
         torch.testing.assert_close(head[i], base_head[ids].mean(0))
         token = tok.convert_ids_to_tokens(i)
         if kind == "sp" and token.startswith("▁"):
@@ -318,7 +319,8 @@ def test_model_info_round_trip(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["bpe", "sp"])
 def test_subtoken_init_on_the_tokenizer_stage_output(kind, request, tmp_path, persian_lines):
-    """With the real tokenizer stage (extract_vocab.py + merge.py): every new piece splits into base pieces."""
+    """With the real tokenizer stage (extract_vocab.py + merge.py): every new piece splits into base pieces, and the
+    default init weighs their rows 1, 1/2, 1/4, ... from the first."""
     import subprocess
     import sys
 
@@ -341,4 +343,5 @@ def test_subtoken_init_on_the_tokenizer_stage_output(kind, request, tmp_path, pe
     emb = p.model.get_input_embeddings().weight
     for i in range(n, len(p.tokenizer), 7):
         ids = [t.id for t in base_tok.backend_tokenizer.model.tokenize(p.tokenizer.convert_ids_to_tokens(i))]
-        torch.testing.assert_close(emb[i], base_emb[ids].mean(0))
+        want = (piece_weights(len(ids), SUBTOKEN_DECAY[DEFAULT_EMBEDDING_INIT])[:, None] * base_emb[ids]).sum(0)
+        torch.testing.assert_close(emb[i], want)

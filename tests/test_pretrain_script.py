@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from _pretrain_helpers import base_argv, extend_tokenizer, write_corpus
 from _resume_helpers import carries_mark, logged_steps, mark_checkpoint, step_recording_callback
 from _scripts import load_script
+from langadapt.args import DEFAULT_EMBEDDING_INIT
 from langadapt.cli import UsageError
 from langadapt.errors import InputError
 
@@ -59,11 +60,11 @@ def test_smoke_lora_writes_exactly_the_contract_files(tiny_model_dir, ext_dir, c
     tok_info = read(os.path.join(ext_dir, "langadapt_tokenizer.json"))
     assert info == {"base_model_name_or_path": tiny_model_dir, "base_embedding_rows": 1000,
                     "tokenizer_size": tok_info["vocab_size"], "embedding_rows": 1152, "training_mode": "lora",
-                    "embedding_init": "subtoken_mean", "is_adapter": True, "parent_adapters": [],
+                    "embedding_init": DEFAULT_EMBEDDING_INIT, "is_adapter": True, "parent_adapters": [],
                     "merged_adapters": []}
     run_args = read(os.path.join(out, "run_args.json"))
     assert run_args["adaptation"]["training_mode"] == "lora" and run_args["run"]["git_commit"] is not None
-    assert run_args["resolved"]["embeddings"]["init"] == "subtoken_mean"
+    assert run_args["resolved"]["embeddings"]["init"] == DEFAULT_EMBEDDING_INIT
     assert run_args["resolved"]["embeddings"]["transformers_mean_resizing"] is False
     assert run_args["resolved"]["embeddings"]["num_new_tokens"] == tok_info["vocab_size"] - 1000
     assert run_args["resolved"]["tokens_per_step"] == 2 * 32

@@ -35,7 +35,7 @@ def texts(tmp_path, persian_lines, english_lines):
 def test_bundled_study_parses_and_names_the_issue_arms():
     st = study.load_study(os.path.join(REPO, "configs", "studies", "adaptation.yaml"), root=REPO)
     assert st.default_arm == "extend"
-    assert {"no_extension", "extend", "extend_weighted", "extend_hf_default", "extend_mean", "extend_embedding_lr",
+    assert {"no_extension", "extend", "extend_subtoken_mean", "extend_hf_default", "extend_mean", "extend_embedding_lr",
             "two_phase", "full"} <= set(st.arms)
     assert os.path.isfile(st.recipe) and set(st.heldout) == {"fa", "en"}
     two = study.arm_overrides(st, st.arms["two_phase"])
